@@ -1,0 +1,1 @@
+"""One module per CLI command; see `backend/__main__.py`."""

@@ -1,0 +1,44 @@
+"""Where things live on disk.
+
+All locations derive from two environment variables so that tests, CI and a live demo can
+point the app at their own folders without touching code:
+
+- `DD_MODELS_DIR`: root of base models, runs and experiments (default: `<repo>/models`).
+- `DD_DATA_ROOTS`: `os.pathsep`-separated folders that paths typed in the app may point
+  into (default: `<repo>/data`, `<repo>/../shared/data`, and `DD_MODELS_DIR`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("DD_MODELS_DIR", REPO_ROOT / "models")).resolve()
+
+
+def runs_dir() -> Path:
+    return models_dir() / "runs"
+
+
+def base_models_dir() -> Path:
+    return models_dir() / "base"
+
+
+def experiments_dir() -> Path:
+    return models_dir() / "experiments"
+
+
+def shared_data_dir() -> Path:
+    """`../shared/data` beside the checkout: real corpora that may not be committed."""
+    return Path(os.environ.get("DD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+def data_roots() -> list[Path]:
+    env = os.environ.get("DD_DATA_ROOTS")
+    if env:
+        return [Path(p).resolve() for p in env.split(os.pathsep) if p]
+    return [(REPO_ROOT / "data").resolve(), shared_data_dir(), models_dir()]
