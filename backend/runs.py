@@ -21,9 +21,10 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from backend import paths
 from backend.errors import RunError
@@ -57,6 +58,7 @@ class RunConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     max_length: int = 96
     max_train_pairs: int | None = None
+    include_msa: bool = True  # also train on MSA targets (the trade-off row); never penalised
     seed: int = 0
     name: str = ""
     prompt_format: str = "<{source_variety}> {source} <{target_variety}>"
@@ -72,7 +74,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
