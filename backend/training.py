@@ -259,7 +259,7 @@ def _training_args(config: RunConfig, run: Run, device: torch.device) -> Trainin
         lr_scheduler_type="cosine",
         warmup_steps=min(20, config.steps // 10),
         weight_decay=0.0,
-        logging_steps=max(1, config.steps // 20),
+        logging_steps=max(1, config.steps // 10),
         save_strategy="steps",
         save_steps=config.save_every,
         save_total_limit=1,

@@ -31,7 +31,7 @@ class ParallelCorpus:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def filter(self, split: str | None = None, targets: list[str] | tuple[str, ...] | None = None) -> "ParallelCorpus":
+    def filter(self, split: str | None = None, targets: list[str] | tuple[str, ...] | None = None) -> ParallelCorpus:
         keep = [
             p for p in self.pairs
             if (split is None or p.split == split) and (targets is None or p.target_variety in targets)

@@ -1,0 +1,59 @@
+"""Dialect decoupling: the Streamlit app. Navigation and shared page setup only.
+
+Run with `streamlit run app.py`. Every page reads its state from the run folders under
+DD_MODELS_DIR (default: models/), so a reload or a second tab shows the same thing.
+DD_READ_ONLY=1 hides the Train page and the demo build button (for a public demo).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app_pages import _ui as ui  # noqa: E402
+from backend.errors import UserError  # noqa: E402
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+st.set_page_config(page_title="Dialect decoupling", page_icon="🗺️", layout="wide")
+st.markdown(ui.CSS, unsafe_allow_html=True)
+
+
+def _has_pairs() -> bool:
+    try:
+        from backend.compare import find_pairs
+
+        return bool(find_pairs())
+    except Exception:  # noqa: BLE001 - navigation must render even with broken run folders
+        ui.log.exception("could not list run pairs")
+        return False
+
+
+ready = _has_pairs()
+pages = [
+    st.Page("app_pages/home.py", title="Welcome", icon="👋", default=not ready),
+    st.Page("app_pages/compare.py", title="Compare", icon="⚖️", default=ready),
+]
+if not ui.read_only():
+    pages.append(st.Page("app_pages/train.py", title="Train", icon="🏋️"))
+pages += [
+    st.Page("app_pages/overlap.py", title="Overlap", icon="📉"),
+    st.Page("app_pages/results.py", title="Results", icon="📊"),
+    st.Page("app_pages/data.py", title="Data", icon="📚"),
+]
+
+page = st.navigation(pages)
+try:
+    page.run()
+except UserError as e:
+    st.error(str(e))
+except Exception as e:  # noqa: BLE001 - no traceback ever reaches the browser
+    ui.log.exception("page %s failed", page.title)
+    st.error(ui.unexpected_message(e))

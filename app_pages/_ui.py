@@ -1,0 +1,93 @@
+"""Shared page helpers: Arabic right-to-left rendering, error boxes, labels, read-only mode.
+
+Not a page (st.navigation in app.py lists the pages explicitly). Nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import os
+from collections.abc import Iterator
+
+import streamlit as st
+
+from backend import varieties
+from backend.errors import UserError
+
+log = logging.getLogger("dialect_decoupling.app")
+
+ARABIC_FONTS = '"Noto Naskh Arabic", "Noto Sans Arabic", "Amiri", "KacstOne", "Arial", sans-serif'
+
+CSS = f"""
+<style>
+.dd-rtl {{
+  direction: rtl; text-align: right; unicode-bidi: isolate;
+  font-family: {ARABIC_FONTS}; font-size: 1.3rem; line-height: 1.9;
+}}
+.dd-card {{
+  border: 1px solid rgba(128, 128, 128, 0.35); border-radius: 0.5rem;
+  padding: 0.5rem 0.9rem; min-height: 3.4rem; margin-bottom: 0.4rem;
+}}
+.dd-empty {{ color: rgba(128, 128, 128, 0.9); font-style: italic; font-size: 1rem; direction: ltr; text-align: left; }}
+.dd-table {{ width: 100%; border-collapse: collapse; }}
+.dd-table td, .dd-table th {{ border-bottom: 1px solid rgba(128, 128, 128, 0.25); padding: 0.35rem 0.5rem;
+  vertical-align: top; }}
+.dd-table th {{ text-align: left; font-weight: 600; }}
+.dd-table td.dd-rtl {{ font-size: 1.1rem; }}
+.stTextArea textarea, .stTextInput input {{ unicode-bidi: plaintext; font-family: {ARABIC_FONTS}; font-size: 1.1rem; }}
+</style>
+"""
+
+
+def read_only() -> bool:
+    """DD_READ_ONLY=1: a public demo that can compare and browse but not train or build."""
+    return os.environ.get("DD_READ_ONLY", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def rtl_html(text: str, css_class: str = "", tag: str = "div") -> str:
+    return f'<{tag} class="dd-rtl {css_class}" dir="rtl" lang="ar">{html.escape(text)}</{tag}>'
+
+
+def rtl(text: str, card: bool = False) -> None:
+    """Arabic text, right to left, in a font that renders it; an empty text says so."""
+    if not text.strip():
+        st.markdown('<div class="dd-card dd-empty">(empty output)</div>' if card else "", unsafe_allow_html=True)
+        return
+    st.markdown(rtl_html(text, "dd-card" if card else ""), unsafe_allow_html=True)
+
+
+def variety_label(code: str) -> str:
+    try:
+        return varieties.get(code).label
+    except UserError:
+        return code
+
+
+@contextlib.contextmanager
+def shown_errors(what: str = "") -> Iterator[None]:
+    """Show a UserError as a short st.error and anything unexpected as a short message (the
+    traceback goes to the server log); the rest of the page keeps rendering."""
+    try:
+        yield
+    except UserError as e:
+        st.error(f"{what}: {e}" if what else str(e))
+    except Exception as e:  # noqa: BLE001 - the page must keep working
+        log.exception("unexpected error%s", f" ({what})" if what else "")
+        st.error(unexpected_message(e, what))
+
+
+def unexpected_message(error: BaseException, what: str = "") -> str:
+    """Only the error's type: its text may hold paths or data a public demo should not show."""
+    prefix = f"{what} failed" if what else "Something went wrong on this page"
+    return f"{prefix} ({type(error).__name__}). The details are in the server log."
+
+
+def fmt(value: float | None, digits: int = 2, none: str = "–") -> str:
+    if value is None:
+        return none
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return none

@@ -1,0 +1,132 @@
+"""Compare: one source sentence through the base model, the baseline and the decoupled adapter.
+
+The base and both adapters are loaded once per run pair (st.cache_resource) and the three
+outputs come from one batched generate call (backend.compare).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import _ui as ui
+from backend import compare, safety, varieties
+from backend.errors import UserError
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _pair_model(key: str) -> compare.PairModel:
+    return compare.load_pair_model(compare.get_pair(key))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _examples(source: str, target: str) -> list[tuple[str, str, str]]:
+    return [(p.source, p.source_variety, p.target) for p in compare.split_examples(source, target, "test")]
+
+
+def _target_options() -> list[str]:
+    return [v.code for vs in varieties.by_region().values() for v in vs]
+
+
+st.title("Compare")
+
+pairs = compare.find_pairs()
+if not pairs:
+    st.info("There is no finished run pair (a baseline and a decoupled adapter trained alike) yet.")
+    st.page_link("app_pages/home.py", label="Build the demo models on the Welcome page", icon="👋")
+    st.stop()
+
+by_key = {p.key: p for p in pairs}
+pair_key = st.selectbox("Run pair", list(by_key), format_func=lambda k: by_key[k].label, key="compare_pair",
+                   help="A baseline (λ = 0) and a decoupled adapter trained with the same base, data, "
+                        "dialects, steps and seed; only λ differs.")
+pair = by_key[pair_key]
+try:
+    config = pair.config()
+    trained = pair.trained_varieties()
+except UserError as e:
+    st.error(str(e))
+    st.stop()
+
+options = _target_options()
+default_target = next((c for c in trained if c != "MSA"), "MSA")
+target = st.selectbox(
+    "Target variety", options, index=options.index(default_target) if default_target in options else 0,
+    format_func=lambda c: f"{varieties.get(c).region} › {varieties.get(c).label}{'  ✓ trained' if c in trained else ''}",
+    help="All 25 MADAR city dialects and MSA, grouped by region; ✓ marks the ones this pair was trained on.",
+    key=f"compare_target_{pair_key}",
+)
+if target not in trained:
+    st.warning(
+        f"The adapters were not trained on {ui.variety_label(target)}. You can still run it: the outputs "
+        "show what the models do with a variety tag they never saw in fine-tuning, not what decoupling does."
+    )
+
+mode = st.radio("Source sentence", ["Type a sentence", "Pick one from the test split"], horizontal=True,
+                key="compare_mode")
+reference: str | None = None
+if mode == "Type a sentence":
+    cols = st.columns([1, 4])
+    source_variety = cols[0].selectbox("Written in", ["MSA", "ENG"], format_func=ui.variety_label,
+                                      key="compare_source_variety")
+    source = cols[1].text_area("Sentence", height=90, key="compare_typed",
+                               placeholder="اكتب جملة بالعربية الفصحى هنا")
+    reference = st.text_input("Reference translation (optional, for chrF++)", key="compare_reference") or None
+else:
+    source, source_variety = "", "MSA"
+    examples: list[tuple[str, str, str]] = []
+    with ui.shown_errors(f"Reading the test split of {config.source}"):
+        examples = _examples(config.source, target)
+    if not examples:
+        st.warning(f"The corpus {config.source} has no test sentences into {ui.variety_label(target)}; "
+                   "type a sentence instead.")
+    else:
+        i = st.selectbox(f"Test sentence ({len(examples)} into {target})", range(len(examples)),
+                         format_func=lambda j: examples[j][0][:90], key=f"compare_example_{pair_key}_{target}")
+        source, source_variety, reference = examples[i]
+        st.caption(f"Source ({source_variety})")
+        ui.rtl(source) if source_variety != "ENG" else st.markdown(source)
+        st.caption(f"Reference ({target})")
+        ui.rtl(reference)
+
+if st.button("Compare", type="primary", key="compare_run"):
+    st.session_state.pop("compare_result", None)
+    try:
+        source = safety.check_text(source, "the source sentence")
+    except UserError as e:
+        st.error(str(e)[0].upper() + str(e)[1:] + ".")
+        source = ""
+    if source:
+        pm = None
+        with st.spinner("Loading the base model and both adapters (first time only)…"):
+            try:
+                pm = _pair_model(pair_key)
+            except UserError as e:
+                st.error(f"The models could not be loaded: {e}")
+            except Exception as e:  # noqa: BLE001 - a model that fails to load is a message, not a traceback
+                ui.log.exception("loading run pair %s failed", pair_key)
+                st.error(compare.load_error_message(e))
+        if pm is not None:
+            with ui.shown_errors("Generating"), st.spinner("Generating…"):
+                st.session_state["compare_result"] = (pair_key, compare.compare(
+                    pm, source, target, source_variety=source_variety, reference=reference))
+            if pm.identifier is None and pm.identifier_note:
+                st.caption(pm.identifier_note)
+
+stored = st.session_state.get("compare_result")
+if stored and stored[0] == pair_key:
+    result: compare.Comparison = stored[1]
+    st.subheader(f"Into {ui.variety_label(result.target_variety)}")
+    for col, out in zip(st.columns(3), result.outputs):
+        with col:
+            st.markdown(f"**{out.title}**")
+            ui.rtl(out.text, card=True)
+            facts = []
+            if out.label is not None:
+                mark = "✓" if out.label == result.target_variety else "✗"
+                facts.append(f"identified as {ui.variety_label(out.label)} ({100 * out.confidence:.0f}%) {mark}")
+            if out.chrf is not None:
+                facts.append(f"chrF++ {out.chrf:.1f}")
+            st.caption(" · ".join(facts) if facts else "no identifier or reference for this output")
+    how = "one batched call" if result.batched else "three calls"
+    st.caption(f"Generated and scored in {result.seconds:.2f} s ({how}, greedy). Prompt: `{result.prompt}`"
+               + ("" if result.trained_on_target else " — untrained target variety"))

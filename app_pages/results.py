@@ -1,0 +1,170 @@
+"""Results: chrF++ per dialect, baseline against decoupled, from an evaluated experiment.
+
+Reads models/experiments/<id>/results.json (written by the evaluation); a corrupt file is a
+message, and the other experiments stay selectable.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import _ui as ui
+from backend import compare
+from backend.errors import UserError
+
+ALPHA = 0.05
+COLUMNS = ["variety", "name", "n", "baseline_chrf", "decoupled_chrf", "delta", "p_value", "baseline_bleu",
+           "decoupled_bleu", "fidelity_baseline", "fidelity_decoupled", "msa_leakage_baseline",
+           "msa_leakage_decoupled"]
+
+
+def _num(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _experiment_label(experiment_id: str) -> str:
+    try:
+        data = compare.read_experiment(experiment_id)
+    except UserError:
+        return f"{experiment_id} (unreadable)"
+    created = data.get("created")
+    if isinstance(created, (int, float)):
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+    parts = [str(data.get("name") or experiment_id), str(created or ""), experiment_id]
+    return " · ".join(dict.fromkeys(p for p in parts if p))
+
+
+def _significant(p) -> bool:
+    p = _num(p)
+    return p is not None and p < ALPHA
+
+
+def _chrf_figure(rows: pd.DataFrame) -> go.Figure:
+    labels = [ui.variety_label(v) for v in rows["variety"]]
+    fig = go.Figure([
+        go.Bar(name="baseline", x=labels, y=rows["baseline_chrf"], marker_color="#9aa5b1"),
+        go.Bar(name="decoupled", x=labels, y=rows["decoupled_chrf"], marker_color="#2f6fdf"),
+    ])
+    top = rows[["baseline_chrf", "decoupled_chrf"]].max(axis=1).fillna(0)
+    for x, y, d, p in zip(labels, top, rows["delta"], rows["p_value"]):
+        d = _num(d)
+        if d is None:
+            continue
+        fig.add_annotation(x=x, y=y, text=f"{d:+.1f}{'*' if _significant(p) else ''}", showarrow=False,
+                           yshift=12, font={"color": "#1a7f37" if d > 0 else "#b42318", "size": 13})
+    fig.update_layout(barmode="group", height=430, yaxis_title="chrF++", margin={"t": 40, "b": 10},
+                      title="chrF++ per dialect (delta = decoupled − baseline; * p < 0.05, paired bootstrap)",
+                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    return fig
+
+
+def _fidelity_figure(rows: pd.DataFrame) -> go.Figure:
+    labels = [ui.variety_label(v) for v in rows["variety"]]
+    fig = go.Figure()
+    for col, name, color in (("fidelity_baseline", "fidelity · baseline", "#9aa5b1"),
+                             ("fidelity_decoupled", "fidelity · decoupled", "#2f6fdf"),
+                             ("msa_leakage_baseline", "MSA leakage · baseline", "#f2b8b5"),
+                             ("msa_leakage_decoupled", "MSA leakage · decoupled", "#d9534f")):
+        if col in rows and rows[col].notna().any():
+            fig.add_bar(name=name, x=labels, y=rows[col], marker_color=color)
+    fig.update_layout(barmode="group", height=380, yaxis_title="share of outputs", yaxis_tickformat=".0%",
+                      title="Dialect fidelity (labelled as the target) and MSA leakage (labelled MSA)",
+                      margin={"t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    return fig
+
+
+def _metric_row(title: str, row: dict) -> None:
+    base, dec, delta = _num(row.get("baseline_chrf")), _num(row.get("decoupled_chrf")), _num(row.get("delta"))
+    if delta is None and base is not None and dec is not None:
+        delta = dec - base
+    p = _num(row.get("p_value"))
+    cols = st.columns(3)
+    cols[0].metric(f"{title} · baseline chrF++", ui.fmt(base, 1))
+    cols[1].metric(f"{title} · decoupled chrF++", ui.fmt(dec, 1),
+                   delta=None if delta is None else f"{delta:+.2f}")
+    cols[2].metric("paired bootstrap p", ui.fmt(p, 3),
+                   help=f"Significant at {ALPHA} when below it" if p is not None else None)
+
+
+st.title("Results")
+experiments = compare.list_experiments()
+if not experiments:
+    st.info("No evaluated experiment yet. `python -m backend experiment` builds a base, a baseline and a "
+            "decoupled run and evaluates them; its results appear here.")
+    st.stop()
+
+experiment_id = st.selectbox("Experiment", experiments, format_func=_experiment_label)
+try:
+    data = compare.read_experiment(experiment_id)
+    rows = pd.DataFrame([r for r in data.get("rows") or [] if isinstance(r, dict)])
+except UserError as e:
+    st.error(str(e))
+    st.stop()
+for col in COLUMNS:
+    if col not in rows:
+        rows[col] = None
+if rows.empty:
+    st.warning(f"Experiment {experiment_id} has no per-dialect rows.")
+    st.stop()
+for col in COLUMNS[2:]:
+    rows[col] = pd.to_numeric(rows[col], errors="coerce")
+
+runs = data.get("runs") or {}
+st.caption(" · ".join(x for x in (
+    f"baseline run {compare._run_id(runs.get('baseline'))}" if runs.get("baseline") else "",
+    f"decoupled run {compare._run_id(runs.get('decoupled'))}" if runs.get("decoupled") else "",
+    f"dialect identifier accuracy {100 * _num(data['identifier_accuracy']):.0f}%"
+    if _num(data.get("identifier_accuracy")) is not None else "",
+) if x))
+
+average = data.get("average") if isinstance(data.get("average"), dict) else {}
+msa = data.get("msa") if isinstance(data.get("msa"), dict) else {}
+if average:
+    _metric_row("average over dialects", average)
+if msa:
+    _metric_row("MSA (the trade-off)", msa)
+
+st.plotly_chart(_chrf_figure(rows))
+if rows[["fidelity_baseline", "fidelity_decoupled"]].notna().any().any():
+    st.plotly_chart(_fidelity_figure(rows))
+
+table = rows[COLUMNS + [c for c in rows.columns if c not in COLUMNS]].copy()
+extra = [{**row, "variety": label} for label, row in (("average", average), ("MSA", msa)) if row]
+if extra:
+    table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
+table["significant"] = [_significant(p) for p in table["p_value"]]
+st.subheader("Table")
+st.dataframe(table, hide_index=True, column_config={
+    "p_value": st.column_config.NumberColumn(format="%.3f"),
+    **{c: st.column_config.NumberColumn(format="%.2f") for c in
+       ("baseline_chrf", "decoupled_chrf", "delta", "baseline_bleu", "decoupled_bleu")},
+    **{c: st.column_config.NumberColumn(format="percent") for c in
+       ("fidelity_baseline", "fidelity_decoupled", "msa_leakage_baseline", "msa_leakage_decoupled")},
+})
+st.download_button("Download the table as CSV", table.to_csv(index=False).encode("utf-8"),
+                   file_name=f"{experiment_id}-results.csv", mime="text/csv")
+
+signatures = data.get("signatures")
+if signatures:
+    with st.expander("How these numbers were made (sacrebleu signatures, settings)"):
+        if isinstance(signatures, dict):
+            for name, sig in signatures.items():
+                st.markdown(f"- **{name}**: `{sig}`")
+        else:
+            st.code(str(signatures), language=None)
+        for key in ("config", "hardware"):
+            if data.get(key):
+                st.markdown(f"**{key}**")
+                st.json(data[key], expanded=False)
+sweep = data.get("sweep")
+if isinstance(sweep, list) and sweep:
+    with st.expander("λ sweep"):
+        st.dataframe(pd.DataFrame(sweep), hide_index=True)

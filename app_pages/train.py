@@ -1,0 +1,227 @@
+"""Train: a form to launch a baseline + decoupled pair (or one run) as background jobs, and
+their live progress, the queue and a cancel button.
+
+Everything shown is read from the run folders (state.json, metrics.jsonl), refreshed every
+two seconds by a fragment, so the progress survives a reload or a second tab. Launching and
+cancelling go through backend.jobs; nothing trains in this script's thread.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import _ui as ui
+from backend import demo, jobs, paths, safety, varieties
+from backend.errors import UserError
+from backend.runs import RunConfig
+
+D = RunConfig()
+METHODS = {
+    "pair": ("Baseline and decoupled (a pair to compare)", ["baseline", "decoupled"]),
+    "decoupled": ("Decoupled only", ["decoupled"]),
+    "baseline": ("Baseline only (λ = 0)", ["baseline"]),
+}
+ACTIVE = ("queued", "running")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the corpus…")
+def _corpus_varieties(spec: str) -> list[str]:
+    from backend.data import load_corpus
+
+    return load_corpus(spec).filter(split="train").target_varieties()
+
+
+def _bases() -> list[str]:
+    root = paths.base_models_dir()
+    found = sorted(d.name for d in root.iterdir() if (d / "config.json").is_file()) if root.is_dir() else []
+    return (["default"] if "default" in found else []) + [b for b in found if b != "default"]
+
+
+def _layers(text: str) -> list[int] | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        layers = sorted({int(x) for x in text.replace(" ", ",").split(",") if x})
+    except ValueError:
+        raise UserError(f"layers must be numbers separated by commas, like 2,3 (got {text!r})") from None
+    if not layers or min(layers) < 1:
+        raise UserError("layers are numbered from 1")
+    return layers
+
+
+if ui.read_only():
+    st.info("This app is in read-only mode: training is turned off.")
+    st.stop()
+
+st.title("Train")
+st.markdown("Fine-tune LoRA adapters on the base model: a **baseline** (plain fine-tuning) and a "
+            "**decoupled** run (the same, plus the penalty that pushes dialect representations out of "
+            "the MSA subspace). Runs start in the background, one after another.")
+
+# --- the form ------------------------------------------------------------------------------
+preset = st.selectbox("Dialect preset", ["(choose dialects yourself)", *varieties.PRESETS],
+                      index=1 + list(varieties.PRESETS).index("the offline corpus dialects"),
+                      help="A starting set of dialects; you can add or remove some below.", key="train_preset")
+choices = [*varieties.CITY_CODES, *(g.code for g in varieties.GROUPS)]
+initial = list(varieties.PRESETS.get(preset, ()))
+dialects = st.multiselect("Dialects", choices, default=[c for c in initial if c in choices],
+                          format_func=ui.variety_label, key=f"train_dialects_{preset}",
+                          help="The varieties the adapters learn to write; MSA is always included as well.")
+cols = st.columns(2)
+source = cols[0].text_input("Data source", value="offline", key="train_source",
+                            help="offline: the corpus this project writes itself. Or a corpus inside the data "
+                                 "roots, e.g. madar:/path/to/MADAR.").strip()
+bases = _bases()
+base_choice = cols[1].selectbox("Base model", [*bases, "another (folder or hub id)…"] if bases else
+                                ["default", "another (folder or hub id)…"],
+                                help="The pretrained model the adapters sit on; 'default' is the small model "
+                                     "built from scratch for the demo.", key="train_base")
+base = base_choice
+if base_choice.startswith("another"):
+    base = cols[1].text_input("Base model folder or hub id", key="train_base_other").strip()
+method = st.radio("What to train", list(METHODS), format_func=lambda k: METHODS[k][0], horizontal=True,
+                  key="train_method")
+cols = st.columns(4)
+steps = cols[0].number_input("Steps", min_value=1, max_value=safety.limit("steps"), value=D.steps, step=50,
+                             help="Optimizer steps per run; more steps, better adapters, longer wait.", key="train_steps")
+lam = cols[1].number_input("λ (penalty weight)", min_value=0.0, max_value=100.0, value=float(D.lam), step=0.1,
+                           help="How hard the decoupled run pushes dialect states out of the MSA subspace.",
+                           key="train_lambda")
+lora_rank = cols[2].select_slider("LoRA rank", options=[2, 4, 8, 16, 32, 64], value=D.lora_rank,
+                                  help="Size of the adapter: higher learns more and costs a little more.",
+                                  key="train_rank")
+layers_text = cols[3].text_input("Layers", value="", placeholder="default: middle-to-upper",
+                                 help="Hidden-state layers the penalty acts on, e.g. 2,3; blank picks them for you.",
+                                 key="train_layers")
+with st.expander("Advanced settings"):
+    cols = st.columns(4)
+    batch_size = cols[0].number_input("Batch size", min_value=1, max_value=safety.limit("batch_size"),
+                                      value=D.batch_size,
+                                      help="Training pairs per step.", key="train_batch")
+    learning_rate = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=D.learning_rate,
+                                         format="%.4f", help="Step size of the optimizer for the adapter.",
+                                         key="train_lr")
+    probe_every = cols[2].number_input("Probe every", min_value=1, max_value=10_000, value=D.probe_every,
+                                       help="Steps between updates of the MSA-subspace estimate.",
+                                       key="train_probe_every")
+    seed = cols[3].number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed,
+                                help="Same seed, same data order: the two runs of a pair share it.",
+                                key="train_seed")
+name = st.text_input("Name (optional)", key="train_name", max_chars=40,
+                     help="A short label that appears in the run's folder name.")
+
+configs: list[RunConfig] = []
+problems: list[str] = []
+try:
+    if not dialects:
+        raise UserError("choose at least one dialect")
+    if not source:
+        raise UserError("choose a data source (offline is built in)")
+    if not base:
+        raise UserError("type a base model folder or hub id")
+    layers = _layers(layers_text)
+    for m in METHODS[method][1]:
+        configs.append(RunConfig(
+            method=m, source=source, dialects=list(dialects), base=base, steps=int(steps), batch_size=int(batch_size),
+            learning_rate=float(learning_rate), lam=float(lam), layers=layers, probe_every=int(probe_every),
+            lora_rank=int(lora_rank), lora_alpha=2 * int(lora_rank), seed=int(seed), name=name.strip(),
+        ))
+except UserError as e:
+    problems.append(str(e))
+
+if configs and source:
+    try:
+        available = _corpus_varieties(safety.resolve_source_spec(source))
+        missing = [d for d in dialects if d not in available]
+        if missing:
+            problems.append(f"{source} has no training data for {', '.join(missing)}; it has "
+                            f"{', '.join(v for v in available if v != 'MSA') or 'no dialect'}")
+    except UserError as e:
+        problems.append(str(e))
+
+if configs:
+    with ui.shown_errors("Estimating the duration"):
+        per_run, basis = demo.estimate_run_seconds(configs[0])
+        total = per_run * len(configs)
+        st.markdown(f"**Estimated duration:** about {demo.format_duration(total)}"
+                    + (f" ({demo.format_duration(per_run)} per run)" if len(configs) > 1 else ""))
+        st.caption(f"Estimate: {basis}.")
+for problem in problems:
+    st.error(problem)
+
+if st.button("Start training", type="primary", disabled=bool(problems) or not configs, key="train_launch"):
+    launched = []
+    with ui.shown_errors("Starting the training"):
+        for config in configs:
+            launched.append(jobs.launch(config).id)
+    if launched:
+        st.success(f"Queued {', '.join(launched)}. Progress appears below; you can reload or leave this page.")
+
+
+# --- live progress and the queue ----------------------------------------------------------
+def _progress_card(job: dict) -> None:
+    run_id = str(job.get("id"))
+    progress = job.get("progress") or {}
+    total = progress.get("steps") or job.get("steps") or 0
+    step = progress.get("step") or 0
+    state = job.get("state")
+    title = f"{job.get('method', '?')} · {','.join(job.get('dialects') or [])} · {job.get('steps', '?')} steps"
+    with st.container(border=True):
+        where = f" (#{job['position']} in the queue)" if job.get("position") else ""
+        st.markdown(f"**{title}** — `{run_id}` — {state}{where}")
+        if state == "queued":
+            st.progress(0.0, text="waiting for the runs before it")
+        else:
+            st.progress(min(1.0, step / total) if total else 0.0,
+                        text=f"step {step} of {total}" if total else "starting (loading the model and data)")
+        cols = st.columns(5)
+        cols[0].metric("step", f"{step}/{total}" if total else "–")
+        cols[1].metric("loss", ui.fmt(progress.get("loss"), 3))
+        cols[2].metric("penalty", ui.fmt(progress.get("penalty"), 3))
+        cols[3].metric("overlap", ui.fmt(progress.get("overlap"), 3),
+                       help="Mean share of dialect-state energy inside the MSA subspace (lower: more decoupled).")
+        eta = progress.get("eta_s")
+        cols[4].metric("ETA", demo.format_duration(eta) if eta is not None else "–")
+        if job.get("stalled"):
+            st.warning("No heartbeat for a while: the process may be stuck or the machine busy.")
+        if job.get("cancel_requested"):
+            st.caption("Cancelling…")
+        elif st.button("Cancel", key=f"cancel_{run_id}"):
+            with ui.shown_errors("Cancelling"):
+                jobs.cancel(run_id)
+                st.toast(f"Asked {run_id} to stop.")
+
+
+@st.fragment(run_every=2)
+def _live() -> None:
+    all_jobs = jobs.list_jobs()
+    active = [j for j in all_jobs if j.get("state") in jobs.ACTIVE]
+    st.subheader("Running and queued")
+    if not active:
+        st.caption("Nothing is running.")
+    for job in sorted(active, key=lambda j: (j.get("state") != "running", j.get("position") or 0)):
+        with ui.shown_errors(f"Showing {job.get('id')}"):
+            _progress_card(job)
+    done = [j for j in all_jobs if j.get("state") not in jobs.ACTIVE][:15]
+    if done:
+        st.subheader("Recent runs")
+        rows = [{"run": j.get("id"), "method": j.get("method"), "state": j.get("state"),
+                 "step": (j.get("progress") or {}).get("step"), "steps": j.get("steps"),
+                 "loss": (j.get("progress") or {}).get("loss"), "overlap": (j.get("progress") or {}).get("overlap"),
+                 "error": j.get("error") or j.get("reason") or ""} for j in done]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        resumable = [j["id"] for j in done if j.get("state") in ("failed", "cancelled") and j.get("has_checkpoint")]
+        if resumable:
+            cols = st.columns([3, 1])
+            pick = cols[0].selectbox("Resume a stopped run from its last checkpoint", resumable,
+                                     key="train_resume_pick")
+            if cols[1].button("Resume", key="train_resume"):
+                with ui.shown_errors("Resuming"):
+                    jobs.resume(pick)
+                    st.toast(f"Resuming {pick}.")
+
+
+with ui.shown_errors("Reading the job queue"):
+    _live()

@@ -1,0 +1,84 @@
+"""`python -m backend generate`: translate a sentence into a variety with a base and an adapter.
+
+    python -m backend generate --base default --adapter RUN_ID --target CAI --text "..."
+
+`--adapter` takes a run id, a run folder or an adapter folder; with a run, its base model and
+prompt format are used unless `--base` is given. `--text` may be repeated; one output line
+per text, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+MAX_TEXT_CHARS = 1000
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default=None, help="'default', a name under models/base, a folder or a hub id "
+                                                 "(default: the run's base, else 'default')")
+    p.add_argument("--adapter", default=None, help="run id, run folder or adapter folder (default: base alone)")
+    p.add_argument("--target", required=True, help="target variety: code or name (CAI, Cairo, MSA, ...)")
+    p.add_argument("--source-variety", default="MSA", help="variety of the input text (default: MSA)")
+    p.add_argument("--text", action="append", required=True, help="input sentence; repeat for several")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--beams", type=int, default=1, help="beam search width (default: 1, greedy)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy/beam decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def resolve_adapter(spec: str) -> tuple[Path, dict | None]:
+    """(adapter folder, run config dict or None) for a run id, a run folder or an adapter folder."""
+    from backend.errors import RunError
+    from backend.runs import Run, get_run
+
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "adapter_config.json").is_file():
+        run_dir = path.parent if (path.parent / "config.json").is_file() else None
+    elif path.is_dir() and (path / "config.json").is_file():
+        run_dir = path
+    else:
+        run_dir = get_run(spec).dir
+    if run_dir is None:
+        return path, None
+    run = Run(run_dir)
+    if path != run_dir and (path / "adapter_config.json").is_file():
+        adapter = path
+    elif run.has_adapter():
+        adapter = run.adapter_dir
+    else:
+        raise RunError(f"run {run.id} has no adapter yet (state: {run.state().get('state')})")
+    try:
+        config = json.loads(run.config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        config = None
+    return adapter, config
+
+
+def main(args: argparse.Namespace) -> int:
+    from backend import varieties
+    from backend.errors import LimitError
+    from backend.modeling import format_prompt, generate, load_adapter, load_base
+    from backend.modeling.tokenizer import PROMPT_FORMAT
+
+    target = varieties.code(args.target)
+    source_variety = varieties.code(args.source_variety)
+    for text in args.text:
+        if len(text) > MAX_TEXT_CHARS:
+            raise LimitError(f"--text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}")
+    adapter, run_config = resolve_adapter(args.adapter) if args.adapter else (None, None)
+    base = args.base or (run_config or {}).get("base") or "default"
+    template = (run_config or {}).get("prompt_format") or PROMPT_FORMAT
+    model, tokenizer = load_base(base)
+    if adapter is not None:
+        model = load_adapter(model, adapter, "adapter")
+    prompts = [format_prompt(t, source_variety, target, template) for t in args.text]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, num_beams=args.beams,
+                       do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    for line in outputs:
+        print(line)
+    return 0

@@ -1,0 +1,335 @@
+"""Side-by-side comparison: one source sentence through base, baseline and decoupled.
+
+What the Compare page (and `bench/compare_latency.py`) needs, with no Streamlit in it:
+
+- `find_pairs` pairs every finished decoupled run with the newest finished baseline that
+  differs from it only in lambda (same base, source, dialects, seed, steps, LoRA and probe
+  settings), because only such a pair isolates the effect of the penalty.
+- `load_pair_model` loads the base once and both adapters onto it ("baseline",
+  "decoupled"); the page keeps the result in `st.cache_resource`.
+- `compare` runs the three systems in ONE batched `generate` call through peft's
+  mixed-adapter batches (`adapter_names=["__base__", "baseline", "decoupled"]`): the prompt is
+  the same for the three rows, so there is no padding and the batch costs about as much as a
+  single row on a CPU. If peft refuses the mixed batch (an adapter type without support), it
+  falls back to three sequential calls of `backend.modeling.generate`.
+- Each output gets the dialect identifier's label and confidence, and sentence chrF++
+  against the reference when there is one.
+
+Target varieties the adapters were not trained on are allowed (the embedded tokenizer has a
+tag for every variety): `Comparison.trained_on_target` is False and the page says so, since
+the output then shows what an unseen tag does rather than what the method does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend import paths, varieties
+from backend.errors import LimitError, RunError, UserError
+from backend.runs import Run, RunConfig, list_runs
+
+SYSTEMS = ("base", "baseline", "decoupled")
+TITLES = {"base": "Base model (no adapter)", "baseline": "Baseline adapter (λ = 0)",
+          "decoupled": "Decoupled adapter"}
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+# Settings that may differ between the two runs of a pair: the method itself and the penalty.
+_PAIR_FREE = {"method", "lam", "lam_warmup", "name"}
+
+
+@dataclass(frozen=True)
+class RunPair:
+    baseline: Run
+    decoupled: Run
+
+    @property
+    def key(self) -> str:
+        return f"{self.baseline.id}+{self.decoupled.id}"
+
+    def config(self) -> RunConfig:
+        return self.decoupled.config()
+
+    def trained_varieties(self) -> list[str]:
+        cfg = self.config()
+        dialects = varieties.parse_list(cfg.dialects)
+        return (["MSA"] if cfg.include_msa else []) + [d for d in dialects if d != "MSA"]
+
+    @property
+    def label(self) -> str:
+        cfg = self.config()
+        dialects = ",".join(cfg.dialects) if len(cfg.dialects) <= 6 else f"{len(cfg.dialects)} dialects"
+        return (f"{dialects} · base {Path(cfg.base).name} · {cfg.source} · {cfg.steps} steps · "
+                f"λ={cfg.lam:g} · seed {cfg.seed} · {self.decoupled.id}")
+
+
+def _pair_key(config: RunConfig) -> tuple:
+    data = config.to_dict()
+    data["dialects"] = sorted(varieties.parse_list(config.dialects))
+    return tuple(sorted((k, repr(v)) for k, v in data.items() if k not in _PAIR_FREE))
+
+
+def _finished(run: Run) -> RunConfig | None:
+    try:
+        config = run.config()
+    except UserError:
+        return None
+    if run.state().get("state") != "finished" or not run.has_adapter():
+        return None
+    return config
+
+
+def find_pairs(root: Path | None = None) -> list[RunPair]:
+    """Finished (baseline, decoupled) pairs that differ only in lambda, newest decoupled first.
+
+    Each decoupled run pairs with the newest matching baseline started before it (run ids
+    begin with their start time; an experiment or `train --method both` trains the baseline
+    first), else with the newest matching one. Runs with a missing or unreadable config, or
+    without a saved adapter, are skipped, so a broken run folder never hides the others."""
+    baselines: dict[tuple, list[Run]] = {}
+    decoupled: list[tuple[tuple, Run]] = []
+    for run in list_runs(root):  # newest first
+        config = _finished(run)
+        if config is None:
+            continue
+        key = _pair_key(config)
+        if config.method == "baseline":
+            baselines.setdefault(key, []).append(run)
+        else:
+            decoupled.append((key, run))
+    pairs = []
+    for key, run in decoupled:
+        candidates = baselines.get(key)
+        if candidates:
+            before = [b for b in candidates if b.id < run.id]
+            pairs.append(RunPair((before or candidates)[0], run))
+    return pairs
+
+
+def get_pair(key: str, root: Path | None = None) -> RunPair:
+    for pair in find_pairs(root):
+        if pair.key == key:
+            return pair
+    raise RunError(f"no finished run pair {key!r}; it may have been deleted")
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+@dataclass
+class PairModel:
+    """The base with both adapters of a pair loaded, plus what scoring needs."""
+
+    pair: RunPair
+    model: Any  # peft.PeftModel holding "baseline" and "decoupled"
+    tokenizer: Any
+    identifier: Any | None  # backend.evaluation.DialectIdentifier
+    identifier_note: str = ""
+    mixed_batch: bool = True  # set to False the first time peft refuses a mixed batch
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def load_pair_model(pair: RunPair, device: str | None = None) -> PairModel:
+    """Base + both adapters; a missing or corrupt piece raises ModelLoadError / RunError."""
+    from backend.modeling import load_adapter, load_base
+
+    b_cfg, d_cfg = pair.baseline.config(), pair.decoupled.config()
+    if b_cfg.base != d_cfg.base:
+        raise RunError(f"runs {pair.baseline.id} and {pair.decoupled.id} use different base models")
+    for run in (pair.baseline, pair.decoupled):
+        if not run.has_adapter():
+            raise RunError(f"run {run.id} has no saved adapter (its adapter/ folder is missing or incomplete)")
+    model, tokenizer = load_base(d_cfg.base, device=device)
+    model = load_adapter(model, pair.baseline.adapter_dir, "baseline")
+    model = load_adapter(model, pair.decoupled.adapter_dir, "decoupled")
+    identifier, note = load_identifier(d_cfg)
+    return PairModel(pair, model, tokenizer, identifier, note)
+
+
+def load_identifier(config: RunConfig) -> tuple[Any | None, str]:
+    """The dialect identifier for the pair's corpus, the very one the evaluation uses
+    (trained on the corpus's train split, cached under models/identifiers/). Returns
+    (identifier or None, a note saying why None)."""
+    try:
+        from backend.data import load_corpus
+        from backend.evaluation.evaluate import identifier_for
+
+        return identifier_for(load_corpus(config.source))[0], ""
+    except UserError as e:
+        return None, f"no dialect identifier: {e}"
+
+
+# --- comparing ---------------------------------------------------------------------------------
+
+@dataclass
+class SystemOutput:
+    system: str
+    title: str
+    text: str
+    label: str | None = None
+    confidence: float | None = None
+    chrf: float | None = None
+
+
+@dataclass
+class Comparison:
+    source: str
+    source_variety: str
+    target_variety: str
+    reference: str | None
+    prompt: str
+    outputs: list[SystemOutput]
+    seconds: float
+    batched: bool
+    trained_on_target: bool
+
+
+def _check_source(text: str) -> str:
+    from backend.safety import check_text
+
+    return " ".join(check_text(text, "the source sentence").split())
+
+
+def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48) -> tuple[list[str], bool]:
+    """Outputs of base, baseline and decoupled for one prompt; (texts, whether batched)."""
+    import torch
+
+    from backend.modeling import generate
+
+    model, tok = pm.model, pm.tokenizer
+    with pm.lock:  # adapter switching and mixed-batch hooks are model-wide state
+        if pm.mixed_batch:
+            bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+            ids = bos + tok(prompt, add_special_tokens=False)["input_ids"]
+            limit = getattr(model.config, "max_position_embeddings", None)
+            if limit is not None and len(ids) >= limit:
+                raise LimitError(f"the prompt is {len(ids)} tokens long; this model reads at most {limit - 1}")
+            budget = max_new_tokens if limit is None else min(max_new_tokens, limit - len(ids))
+            device = next(model.parameters()).device
+            input_ids = torch.tensor([ids] * 3, device=device)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            try:
+                with torch.no_grad():
+                    out = model.generate(
+                        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                        adapter_names=[BASE_ADAPTER, "baseline", "decoupled"],
+                        max_new_tokens=budget, do_sample=False, num_beams=1, pad_token_id=pad,
+                    )
+                texts = tok.batch_decode(out[:, len(ids):], skip_special_tokens=True)
+                return [t.strip() for t in texts], True
+            except (ValueError, TypeError, NotImplementedError):
+                pm.mixed_batch = False
+        outputs = []
+        with model.disable_adapter():
+            outputs += generate(model, tok, [prompt], max_new_tokens=max_new_tokens)
+        for name in ("baseline", "decoupled"):
+            model.set_adapter(name, inference_mode=True)
+            outputs += generate(model, tok, [prompt], max_new_tokens=max_new_tokens)
+        return outputs, False
+
+
+def compare(pm: PairModel, source: str, target_variety: str, *, source_variety: str = "MSA",
+            reference: str | None = None, max_new_tokens: int = 48) -> Comparison:
+    """Translate `source` into `target_variety` with the three systems and score each output."""
+    from backend.modeling import format_prompt
+
+    source = _check_source(source)
+    target = varieties.code(target_variety)
+    src_variety = varieties.code(source_variety)
+    prompt = format_prompt(source, src_variety, target, pm.pair.config().prompt_format)
+    start = time.perf_counter()
+    texts, batched = generate_three(pm, prompt, max_new_tokens)
+    labels: list[tuple[str | None, float | None]] = [(None, None)] * 3
+    if pm.identifier is not None:
+        labels = _identify(pm.identifier, texts)
+    chrfs: list[float | None] = [None] * 3
+    if reference and reference.strip():
+        from backend.evaluation.metrics import sentence_chrf
+
+        chrfs = [float(sentence_chrf(t, reference)) for t in texts]
+    seconds = time.perf_counter() - start
+    outputs = [SystemOutput(s, TITLES[s], t, lab, conf, c)
+               for s, t, (lab, conf), c in zip(SYSTEMS, texts, labels, chrfs)]
+    return Comparison(source, src_variety, target, reference or None, prompt, outputs, seconds, batched,
+                      target in pm.pair.trained_varieties())
+
+
+def _identify(identifier: Any, texts: list[str]) -> list[tuple[str | None, float | None]]:
+    """(label, probability of that label) per text; an empty output has no label."""
+    return [identifier.label(t) if t.strip() else (None, None) for t in texts]
+
+
+def split_examples(source: str, target_variety: str, split: str = "test", limit: int = 200) -> list[Any]:
+    """Pairs into `target_variety` from one split of a corpus spec (the first `limit`)."""
+    from backend.data import load_corpus
+
+    target = varieties.code(target_variety)
+    pairs = load_corpus(source).filter(split=split, targets=[target]).pairs
+    return pairs[:limit]
+
+
+
+# --- experiments (read-only; written by the evaluation) ----------------------------------------
+
+def list_experiments(root: Path | None = None) -> list[str]:
+    """Experiment ids with a results.json, newest first (by the file's modification time)."""
+    root = root or paths.experiments_dir()
+    if not root.is_dir():
+        return []
+    found = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / "results.json").is_file()]
+    return [d.name for d in sorted(found, key=lambda d: (d / "results.json").stat().st_mtime, reverse=True)]
+
+
+def read_experiment(experiment_id: str, root: Path | None = None) -> dict[str, Any]:
+    """An experiment's results.json; a missing or corrupt file raises RunError."""
+    import json
+
+    root = root or paths.experiments_dir()
+    if not experiment_id or "/" in experiment_id or "\\" in experiment_id or experiment_id.startswith("."):
+        raise RunError(f"invalid experiment id {experiment_id!r}")
+    path = root / experiment_id / "results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"experiment {experiment_id}: results.json is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"experiment {experiment_id}: results.json is unreadable ({type(e).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows", []), list):
+        raise RunError(f"experiment {experiment_id}: results.json does not hold an experiment's results")
+    return data
+
+
+def _run_id(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return value.get("id") or value.get("run_id")
+    return None
+
+
+def experiment_for(pair: RunPair, root: Path | None = None) -> tuple[str, dict[str, Any]] | None:
+    """The newest readable experiment whose runs are exactly this pair, if any."""
+    for experiment_id in list_experiments(root):
+        try:
+            data = read_experiment(experiment_id, root)
+        except RunError:
+            continue
+        runs = data.get("runs") or {}
+        if _run_id(runs.get("baseline")) == pair.baseline.id and _run_id(runs.get("decoupled")) == pair.decoupled.id:
+            return experiment_id, data
+    return None
+
+
+def load_error_message(error: BaseException) -> str:
+    """A one-line reason for a model that failed to load, for the page."""
+    if isinstance(error, UserError):
+        return str(error)
+    return f"The models could not be loaded ({type(error).__name__}); the details are in the server log."
+
+
+__all__ = [
+    "SYSTEMS", "Comparison", "PairModel", "RunPair", "SystemOutput", "compare", "find_pairs",
+    "experiment_for", "generate_three", "get_pair", "list_experiments", "load_identifier", "load_pair_model",
+    "read_experiment", "split_examples",
+]

@@ -1,0 +1,494 @@
+"""The offline corpus: parallel travel sentences in English, MSA and nine dialects.
+
+The tool must run on a fresh machine with no download, and the paper's idea should be
+testable under control. So the project writes its own corpus: templates in the domain of
+MADAR's BTEC (hotel, restaurant, directions, shopping, transport, health, time, family)
+rendered from one semantic frame into English, MSA and Cairo, Khartoum, Beirut, Amman,
+Riyadh, Baghdad, Sanaa, Rabat and Tunis, one dialect per region.
+
+Everything linguistic lives in `offline_lexicon.yaml` (illustrative, for a linguist to
+correct); this module only renders it. The knob `msa_overlap` is the probability that a
+slot of a dialect sentence (each placeholder, and the sentence pattern itself) keeps its
+MSA form. The draws come from a generator seeded by (seed, frame, dialect) and do not
+depend on the knob, so raising it only ever turns more slots into MSA: overlap rises
+monotonically, and at 1.0 every dialect sentence is its MSA sentence.
+
+Pairs: ENG -> MSA for every frame (so the MSA trade-off can be measured), plus MSA -> each
+dialect (`source="MSA"`, the default) or ENG -> each dialect (`source="ENG"`). Frames are
+split 80/10/10 into train/dev/test; a sentence (source or target, any variety) that would
+appear in two splits is kept only in the first (train, then dev, then test), so the splits
+share no sentence. The same options always give the same corpus, byte for byte.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backend.data.corpus import SPLITS, Pair, ParallelCorpus
+from backend.data.normalize import normalize_arabic
+from backend.errors import CorpusError
+
+LEXICON_PATH = Path(__file__).with_name("offline_lexicon.yaml")
+DIALECTS = ("CAI", "KHA", "BEI", "AMM", "RIY", "BAG", "SAN", "RAB", "TUN")
+SOURCES = ("MSA", "ENG")
+DEFAULT_SIZE = 3000  # frames; each gives one pair per dialect plus ENG -> MSA
+DEFAULT_OVERLAP = 0.3
+SPLIT_SHARES = (0.8, 0.1, 0.1)
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)(?::([\w.$]*))?(?:@(\w+))?\}")
+_SPACE = re.compile(r"\s+")
+_BEFORE_PUNCT = re.compile(r"\s+([؟?.!,،])")
+_TOKEN_PUNCT = re.compile(r"[؟?.!,،:;\"'()]")
+
+
+# --------------------------------------------------------------------------- lexicon
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One semantic frame: a template and the entry (or var value) chosen for each slot."""
+
+    template: str
+    values: tuple[tuple[str, str], ...]
+
+    @property
+    def key(self) -> str:
+        return self.template + "|" + "|".join(f"{k}={v}" for k, v in self.values)
+
+    def get(self, name: str) -> str | None:
+        return next((v for k, v in self.values if k == name), None)
+
+
+class Lexicon:
+    """The YAML file, indexed; `render` turns a frame into a sentence in one variety."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.varieties: tuple[str, ...] = tuple(data["varieties"])
+        self.morph: dict[str, dict[str, Any]] = data["morphology"]
+        self.joins = [(re.compile(rx), rep) for rx, rep in data["orthography"]["joins"]]
+        self.entries: dict[str, tuple[str, dict[str, Any]]] = {}
+        for section, kind in (("words", "word"), ("nouns", "noun"), ("adjectives", "adj"), ("verbs", "verb")):
+            for eid, entry in (data.get(section) or {}).items():
+                if eid in self.entries:
+                    raise ValueError(f"lexicon: entry {eid!r} is defined twice")
+                self.entries[str(eid)] = (kind, entry)
+        self.classes: dict[str, list[str]] = {k: [str(x) for x in v] for k, v in data["classes"].items()}
+        self.templates: dict[str, dict[str, Any]] = data["templates"]
+        self._frames: dict[str, list[Frame]] = {}
+        self._slot_names: dict[str, tuple[str, ...]] = {}
+        self._forms: dict[tuple[str, str, str, str], str] = {}
+
+    # ------------------------------------------------------------------ frames
+
+    def frames(self, tid: str) -> list[Frame]:
+        if tid not in self._frames:
+            t = self.templates[tid]
+            var_names = sorted(t.get("vars") or {})
+            var_lists = [[str(x) for x in t["vars"][n]] for n in var_names]
+            alternatives = t["slots"] if isinstance(t["slots"], list) else [t["slots"]]
+            seen: dict[Frame, None] = {}
+            for alt in alternatives:
+                for var_values in product(*var_lists):
+                    for assign in self._assignments(list(alt.items()), {}):
+                        values = dict(zip(var_names, var_values))
+                        values.update(assign)
+                        seen.setdefault(Frame(tid, tuple(sorted(values.items()))), None)
+            self._frames[tid] = list(seen)
+        return self._frames[tid]
+
+    def _assignments(self, slots: list[tuple[str, str]], done: dict[str, str]) -> Iterator[dict[str, str]]:
+        if not slots:
+            yield dict(done)
+            return
+        (name, spec), rest = slots[0], slots[1:]
+        if spec.startswith("@"):
+            spec = self.entries[done[spec[1:]]][1]["objects"]
+        for eid in self.classes[spec]:
+            done[name] = eid
+            yield from self._assignments(rest, done)
+        done.pop(name, None)
+
+    def slot_names(self, tid: str) -> tuple[str, ...]:
+        """Every placeholder name of a template's Arabic patterns: the slots the knob decides."""
+        if tid not in self._slot_names:
+            t = self.templates[tid]
+            names = {m.group(1) for key, text in t.items() if key not in ("slots", "vars", "ENG")
+                     for m in _PLACEHOLDER.finditer(str(text))}
+            self._slot_names[tid] = tuple(sorted(names))
+        return self._slot_names[tid]
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, frame: Frame, variety: str, msa_slots: frozenset[str] = frozenset(),
+               msa_pattern: bool = False) -> str:
+        """The frame's sentence in `variety`; slots in `msa_slots` (and the pattern, if
+        `msa_pattern`) are rendered in MSA instead."""
+        t = self.templates[frame.template]
+        pattern_variety = "MSA" if msa_pattern and variety not in ("MSA", "ENG") else variety
+        pattern = t.get(pattern_variety) or t["AR"]
+        values = dict(frame.values)
+        for name in (t.get("vars") or {}):
+            pattern = pattern.replace("$" + name, values[name])
+
+        def slot_variety(name: str) -> str:
+            return "MSA" if name in msa_slots and variety not in ("MSA", "ENG") else variety
+
+        def substitute(m: re.Match[str]) -> str:
+            name, form, agree = m.group(1), m.group(2) or "", m.group(3)
+            v = slot_variety(name)
+            eid = values.get(name, name)
+            gender = "m"
+            if agree:
+                gender = self.gender(values[agree], slot_variety(agree))
+            if form == "obj":
+                form = self.entries[values[self._object_of(frame.template, name)]][1]["object"]
+            return self.form(eid, v, form, gender)
+
+        text = _PLACEHOLDER.sub(substitute, pattern)
+        return self._finish(text, variety)
+
+    def _object_of(self, tid: str, slot: str) -> str:
+        t = self.templates[tid]
+        alternatives = t["slots"] if isinstance(t["slots"], list) else [t["slots"]]
+        for alt in alternatives:
+            spec = alt.get(slot, "")
+            if spec.startswith("@"):
+                return spec[1:]
+        raise ValueError(f"template {tid}: slot {slot!r} uses form 'obj' but is not '@verb'")
+
+    def _finish(self, text: str, variety: str) -> str:
+        if variety == "ENG":
+            for rx, rep in self.morph["ENG"].get("rewrite", []):
+                text = re.sub(rx, rep, text)
+        else:
+            for rx, rep in self.joins:
+                text = rx.sub(rep, text)
+        text = _BEFORE_PUNCT.sub(r"\1", _SPACE.sub(" ", text)).strip()
+        if variety == "ENG" and self.morph["ENG"].get("capitalize") and text:
+            text = text[0].upper() + text[1:]
+        return text
+
+    def _data(self, eid: str, variety: str, msa_fallback: bool) -> Any:
+        kind, entry = self.entries[eid]
+        if variety in entry:
+            return entry[variety]
+        if variety not in ("MSA", "ENG") and "AR" in entry:
+            return entry["AR"]
+        if msa_fallback and variety != "ENG" and "MSA" in entry:
+            return entry["MSA"]
+        raise KeyError(f"lexicon: {kind} {eid!r} has no form for {variety}")
+
+    def gender(self, eid: str, variety: str) -> str:
+        kind, entry = self.entries[eid]
+        if kind != "noun":
+            return "m"
+        d = self._data(eid, variety, msa_fallback=True)
+        return (d.get("g") if isinstance(d, dict) else None) or entry.get("g", "m")
+
+    def form(self, eid: str, variety: str, form: str, gender: str = "m") -> str:
+        key = (eid, variety, form, gender)
+        if key not in self._forms:
+            kind = self.entries[eid][0]
+            if kind == "noun":
+                text = self._noun(eid, variety, form or "bare")
+            elif kind == "adj":
+                text = self._adjective(eid, variety, form, gender)
+            elif kind == "verb":
+                text = self._verb(eid, variety, form, gender)
+            else:
+                text = self._word(eid, variety, form, gender)
+            self._forms[key] = text
+        return self._forms[key]
+
+    def _noun(self, eid: str, v: str, form: str) -> str:
+        entry = self.entries[eid][1]
+        d = self._data(eid, v, msa_fallback=True)
+        d = {"n": d} if isinstance(d, str) else d
+        if form in d:
+            return str(d[form])
+        m, n = self.morph[v], str(d["n"])
+        if form == "bare":
+            return n
+        if form == "def":
+            return _apply(m["definite"], n=n)
+        if form == "indef":
+            return n if d.get("mass", entry.get("mass", False)) else _apply(m["indefinite"], n=n)
+        if form == "acc":
+            return _apply(m["accusative"], indef=self._noun(eid, v, "indef"), n=n)
+        if form == "this":
+            return _apply(m["demonstrative"][self.gender(eid, v)], n=n, **{"def": self._noun(eid, v, "def")})
+        if form.startswith("poss."):
+            return _apply(m["possessive"][form[5:]], n=n, **{"def": self._noun(eid, v, "def")})
+        raise KeyError(f"lexicon: unknown noun form {form!r} for {eid!r}")
+
+    def _adjective(self, eid: str, v: str, form: str, gender: str) -> str:
+        d = self._data(eid, v, msa_fallback=True)
+        d = {"m": d} if isinstance(d, str) else d
+        m = self.morph[v]
+
+        def agreeing(g: str) -> str:
+            if g in d:
+                return str(d[g])
+            return str(d["m"]) if g == "m" else _apply(m["adjective"][g], a=d["m"])
+
+        if form == "negpred":
+            g = gender if gender in ("m", "f") else "m"
+            override = d.get(f"negpred.{g}")
+            return str(override) if override else _apply(m["predicate_negation"][g], a=agreeing(g))
+        return agreeing(form or gender)
+
+    def _verb(self, eid: str, v: str, form: str, gender: str) -> str:
+        d = self._data(eid, v, msa_fallback=False)
+        if v == "ENG":
+            return str(d[form])
+        m = self.morph[v]
+        *mods, person = form.split(".")
+        if person == "3":
+            person = "3f" if gender == "f" else "3m"
+        if "ind" in mods:
+            text = str(d.get(f"ind.{person}") or _apply(m["indicative"][person], s=d["stem"]))
+        else:
+            text = str(d[person]) if person in d else _apply(m["persons"][person], s=d["stem"])
+        if "fut" in mods:
+            text = _apply(m["future"], v=text)
+        elif "negfut" in mods:
+            text = _apply(m["neg_future"], v=text)
+        elif "neg" in mods:
+            text = _apply(m["negation"]["verb"], v=text)
+        prep = d.get("prep")
+        return f"{text} {prep}" if prep else text
+
+    def _word(self, eid: str, v: str, form: str, gender: str) -> str:
+        d = self._data(eid, v, msa_fallback=False)
+        if form == "at":
+            return _apply(self.morph[v]["at_hour"], h=d)
+        if isinstance(d, str):
+            return d
+        if form.startswith("neg.") and form not in d:
+            base = self._word(eid, v, form[4:], gender)
+            return _apply(self.morph[v]["negation"][d.get("pos", "verb")], v=base)
+        for key in (f"{form}_{gender}", form):
+            if key in d:
+                return str(d[key])
+        raise KeyError(f"lexicon: word {eid!r} has no form {form!r} for {v}")
+
+
+def _apply(pattern: str | dict[str, Any], **values: str) -> str:
+    """Fill a morphology pattern; a dict pattern carries spelling rewrites to run after."""
+    if isinstance(pattern, dict):
+        text = pattern["pattern"].format(**values)
+        for rx, rep in pattern.get("rewrite", []):
+            text = re.sub(rx, rep, text)
+        return text
+    return pattern.format(**values)
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    """The parsed lexicon (read once per process)."""
+    with open(LEXICON_PATH, encoding="utf-8") as f:
+        data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return Lexicon(data)
+
+
+def frame_count() -> int:
+    """How many distinct frames the templates allow: the largest possible `size`."""
+    lex = lexicon()
+    return sum(len(lex.frames(tid)) for tid in lex.templates)
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def _decisions(frame: Frame, variety: str, seed: int, msa_overlap: float, names: tuple[str, ...]
+               ) -> tuple[frozenset[str], bool]:
+    """Which slots of this dialect sentence keep their MSA form, and whether the pattern does."""
+    rng = random.Random(f"{seed}|{frame.key}|{variety}")
+    keep_pattern = rng.random() < msa_overlap
+    keep = frozenset(name for name in names if rng.random() < msa_overlap)
+    return keep, keep_pattern
+
+
+def _dialect_sentence(lex: Lexicon, frame: Frame, variety: str, seed: int, msa_overlap: float) -> str:
+    keep, keep_pattern = _decisions(frame, variety, seed, msa_overlap, lex.slot_names(frame.template))
+    return lex.render(frame, variety, keep, keep_pattern)
+
+
+def _select_frames(lex: Lexicon, size: int, seed: int) -> list[tuple[Frame, str]]:
+    """`size` frames, balanced over templates, each with its split."""
+    rng = random.Random(f"offline-frames|{seed}")
+    pools = []
+    for tid in lex.templates:
+        pool = list(lex.frames(tid))
+        rng.shuffle(pool)
+        pools.append(pool)
+    chosen: list[Frame] = []
+    depth = 0
+    while len(chosen) < size:
+        for pool in pools:
+            if depth < len(pool) and len(chosen) < size:
+                chosen.append(pool[depth])
+        depth += 1
+    rng.shuffle(chosen)
+    n_train = round(size * SPLIT_SHARES[0])
+    n_dev = round(size * SPLIT_SHARES[1])
+    splits = ["train"] * n_train + ["dev"] * n_dev + ["test"] * (size - n_train - n_dev)
+    order = {s: i for i, s in enumerate(SPLITS)}
+    return sorted(zip(chosen, splits), key=lambda fs: order[fs[1]])
+
+
+def _check_options(msa_overlap: float, seed: int, size: int, source: str) -> tuple[float, int, int, str]:
+    try:
+        msa_overlap = float(msa_overlap)
+        seed, size = int(seed), int(size)
+    except (TypeError, ValueError):
+        raise CorpusError(
+            f"offline corpus: msa_overlap must be a number, seed and size whole numbers "
+            f"(got {msa_overlap!r}, {seed!r}, {size!r})"
+        ) from None
+    if not 0.0 <= msa_overlap <= 1.0:
+        raise CorpusError(f"offline corpus: msa_overlap must be between 0 and 1, not {msa_overlap:g}")
+    if seed < 0:
+        raise CorpusError(f"offline corpus: seed must be 0 or more, not {seed}")
+    limit = frame_count()
+    if not 10 <= size <= limit:
+        raise CorpusError(f"offline corpus: size must be between 10 and {limit} frames, not {size}")
+    source = str(source).strip().upper()
+    if source == "EN":
+        source = "ENG"
+    if source not in SOURCES:
+        raise CorpusError(f"offline corpus: source must be MSA or ENG, not {source!r}")
+    return msa_overlap, seed, size, source
+
+
+@lru_cache(maxsize=8)
+def _generate(msa_overlap: float, seed: int, size: int, source: str) -> tuple[Pair, ...]:
+    lex = lexicon()
+    pairs: list[Pair] = []
+    for index, (frame, split) in enumerate(_select_frames(lex, size, seed)):
+        fid = f"offline-{index:05d}"
+        eng = lex.render(frame, "ENG")
+        msa = lex.render(frame, "MSA")
+        pairs.append(Pair(f"{fid}-MSA", eng, "ENG", msa, "MSA", split))
+        src, src_variety = (msa, "MSA") if source == "MSA" else (eng, "ENG")
+        for variety in DIALECTS:
+            target = _dialect_sentence(lex, frame, variety, seed, msa_overlap)
+            pairs.append(Pair(f"{fid}-{variety}", src, src_variety, target, variety, split))
+    return tuple(_disjoint(pairs))
+
+
+def _disjoint(pairs: list[Pair]) -> list[Pair]:
+    """Drop pairs whose source or target already appears in an earlier split, and repeats."""
+    owner: dict[str, str] = {}
+    for p in pairs:  # claims are made split by split, train first
+        if p.split == "train":
+            owner.setdefault(p.source, "train")
+            owner.setdefault(p.target, "train")
+    kept: list[Pair] = []
+    seen: set[tuple[str, str, str]] = set()
+    for split in SPLITS:
+        batch = [p for p in pairs if p.split == split]
+        accepted = [p for p in batch if owner.get(p.source, split) == split and owner.get(p.target, split) == split]
+        for p in accepted:
+            owner.setdefault(p.source, split)
+            owner.setdefault(p.target, split)
+            key = (p.source, p.target, p.target_variety)
+            if key not in seen:
+                seen.add(key)
+                kept.append(p)
+    return kept
+
+
+def generate_corpus(msa_overlap: float = DEFAULT_OVERLAP, seed: int = 0, size: int = DEFAULT_SIZE,
+                    source: str = "MSA") -> ParallelCorpus:
+    """The offline corpus for these options (cached: training and the app ask repeatedly).
+
+    `size` counts frames; each gives an ENG -> MSA pair and one pair per dialect, so the
+    default 3000 frames give about 30,000 pairs.
+    """
+    msa_overlap, seed, size, source = _check_options(msa_overlap, seed, size, source)
+    name = f"offline:msa_overlap={msa_overlap:g},seed={seed},size={size},source={source}"
+    return ParallelCorpus(name, list(_generate(msa_overlap, seed, size, source)))
+
+
+@lru_cache(maxsize=16)
+def _monolingual(variety: str, msa_overlap: float, seed: int, size: int, unused: bool) -> tuple[str, ...]:
+    lex = lexicon()
+    corpus = generate_corpus(msa_overlap, seed, size)
+    held_out = {t for p in corpus.pairs if p.split != "train" for t in (p.source, p.target)}
+    texts: dict[str, None] = {}
+    for p in corpus.pairs:
+        if p.split == "train":
+            for text, v in ((p.source, p.source_variety), (p.target, p.target_variety)):
+                if v == variety:
+                    texts.setdefault(text, None)
+    if unused:
+        used = {f for f, _ in _select_frames(lex, size, seed)}
+        for tid in lex.templates:
+            for frame in lex.frames(tid):
+                if frame in used:
+                    continue
+                if variety in ("MSA", "ENG"):
+                    text = lex.render(frame, variety)
+                else:
+                    text = _dialect_sentence(lex, frame, variety, seed, msa_overlap)
+                if text not in held_out:
+                    texts.setdefault(text, None)
+    return tuple(texts)
+
+
+def monolingual_text(variety: str, msa_overlap: float = DEFAULT_OVERLAP, seed: int = 0,
+                     size: int = DEFAULT_SIZE, unused_frames: bool = True) -> list[str]:
+    """Distinct sentences in one variety for pretraining, never a dev or test sentence.
+
+    The train split's sentences of that variety come first; with `unused_frames` the frames
+    the parallel corpus did not draw are rendered too, which gives MSA several thousand
+    sentences more than the parallel train split, so a pretraining mixture can be mostly MSA.
+    """
+    from backend import varieties
+
+    code = varieties.code(variety)
+    if code not in ("MSA", "ENG", *DIALECTS):
+        raise CorpusError(f"the offline corpus has no {code}; it has MSA, ENG and {', '.join(DIALECTS)}")
+    msa_overlap, seed, size, _ = _check_options(msa_overlap, seed, size, "MSA")
+    return list(_monolingual(code, msa_overlap, seed, size, bool(unused_frames)))
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN_PUNCT.sub(" ", normalize_arabic(text)).split()
+
+
+def msa_token_overlap(corpus: ParallelCorpus) -> dict[str, float]:
+    """Per dialect: mean share of a dialect sentence's tokens also found in its MSA sentence.
+
+    The MSA sentence of a frame is the target of its ENG -> MSA pair, matched by the pair
+    id's frame part (`offline-00042-CAI` -> `offline-00042`), so this works for both
+    source sides.
+    """
+    msa_of = {p.id.rsplit("-", 1)[0]: p.target for p in corpus.pairs if p.target_variety == "MSA"}
+    sums: dict[str, list[float]] = {}
+    for p in corpus.pairs:
+        msa = msa_of.get(p.id.rsplit("-", 1)[0])
+        if p.target_variety == "MSA" or msa is None:
+            continue
+        tokens = _tokens(p.target)
+        if not tokens:
+            continue
+        reference = set(_tokens(msa))
+        share = sum(t in reference for t in tokens) / len(tokens)
+        acc = sums.setdefault(p.target_variety, [0.0, 0])
+        acc[0] += share
+        acc[1] += 1
+    return {v: s / n for v, (s, n) in sorted(sums.items())}

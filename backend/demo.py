@@ -1,0 +1,465 @@
+"""The demo build: base model + baseline adapter + decoupled adapter on the offline corpus.
+
+A fresh install has nothing to compare. The Welcome page's one button (and
+`python -m backend demo` in a terminal) runs the project's experiment pipeline
+(`backend.experiment`) with the demo's settings: the base model is pretrained unless
+`models/base/<name>` exists, the baseline (lambda = 0) and decoupled runs are trained, both are
+evaluated on the test split and compared, and the entanglement of base / baseline /
+decoupled is measured, so that the Compare, Results and Overlap pages all have something
+to show. The experiment caches every stage, so a second click (or a rerun after a crash)
+reuses what is done and resumes a half-trained run.
+
+The page never builds in its own script thread: `start_background` spawns a detached
+`python -m backend demo` (its own session, so closing the browser or restarting Streamlit
+does not kill it) and the page polls `demo_status()`, which reads `models/demo/status.json`.
+Only the process holding the `models/demo/build.lock` flock writes that file, so two clicks
+(two tabs) cannot start two builds; a status that says "running" while nobody holds the lock
+is reported as "interrupted". Inside the build a watcher thread turns the experiment's stage
+(its state.json) and the training run's state.json into one progress fraction, weighted by
+each stage's estimated duration.
+
+Durations are estimated from the measured seconds per step of past runs on the same base
+(their metrics.jsonl), or, without any, from constants measured on the 2-core development
+CPU (see `FALLBACK_SECONDS_PER_STEP`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend import paths, varieties
+from backend.errors import JobError, RunError, UserError
+from backend.runs import DEFAULT_DIALECTS, Run, RunConfig, list_runs, write_json_atomic
+
+# Seconds per optimizer step measured on the development machine (2 shared CPU cores),
+# used only when no finished run on the same base has measured its own.
+FALLBACK_SECONDS_PER_STEP = {"tiny": 0.05, "small": 0.6}
+FALLBACK_PRETRAIN_SECONDS_PER_STEP = {"tiny": 0.03, "small": 0.5}
+FALLBACK_SECONDS_PER_SENTENCE = {"tiny": 0.01, "small": 0.1}  # batched greedy generation, evaluation
+ENTANGLEMENT_SECONDS_PER_PROBE_STEP = 0.05
+STARTUP_SECONDS = 10.0  # loading the base and the corpus, first probe update, saving
+
+Status = dict[str, Any]
+
+
+@dataclass
+class DemoOptions:
+    """What the demo builds; the defaults are the project's defaults."""
+
+    name: str = "demo"  # the experiment id (models/experiments/<name>)
+    base_name: str = "default"
+    base_preset: str = "small"
+    base_steps: int | None = None
+    source: str = "offline"
+    dialects: list[str] = field(default_factory=lambda: list(DEFAULT_DIALECTS))
+    steps: int = RunConfig.steps
+    batch_size: int = RunConfig.batch_size
+    max_length: int = RunConfig.max_length
+    probe_every: int = RunConfig.probe_every
+    seed: int = 0
+    eval_sentences: int | None = 100  # per variety; None: the whole test split
+    entanglement_pairs: int = 32  # per dialect
+    entanglement_probe_steps: int = 300
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> DemoOptions:
+        """A demo built in about a minute on a CPU (tiny base, 2 dialects, 6 steps): for
+        tests, CI and checking an install; its outputs are not meant to be good."""
+        values: dict[str, Any] = dict(name="demo-tiny", base_name="tiny", base_preset="tiny",
+                                      source="offline:size=400", dialects=["CAI", "BEI"], steps=6, batch_size=4,
+                                      max_length=48, probe_every=3, eval_sentences=8, entanglement_pairs=8,
+                                      entanglement_probe_steps=30)
+        return cls(**{**values, **overrides})
+
+    def train_settings(self) -> dict[str, Any]:
+        return {"steps": self.steps, "batch_size": self.batch_size, "max_length": self.max_length,
+                "probe_every": self.probe_every}
+
+    def experiment_config(self):
+        """The backend.experiment config this demo runs."""
+        from backend.experiment import config_from_dict
+
+        return config_from_dict({
+            "name": self.name, "source": self.source, "dialects": list(self.dialects), "seed": self.seed,
+            "description": "the demo models (python -m backend demo)",
+            "base": {"name": self.base_name, "preset": self.base_preset, "steps": self.base_steps,
+                     "seed": self.seed},
+            "train": self.train_settings(),
+            "evaluation": {"max_sentences": self.eval_sentences},
+            "entanglement": {"max_pairs": self.entanglement_pairs, "probe_steps": self.entanglement_probe_steps},
+        })
+
+    def run_config(self, method: str) -> RunConfig:
+        """The run config the experiment trains for `method` (used for duration estimates)."""
+        return RunConfig(method=method, source=self.source, dialects=varieties.parse_list(self.dialects),
+                         base=self.base_name, seed=self.seed, name=self.name, **self.train_settings())
+
+    def to_args(self) -> list[str]:
+        """The `python -m backend demo` arguments that reproduce these options."""
+        args = ["--name", self.name, "--base-name", self.base_name, "--preset", self.base_preset,
+                "--source", self.source, "--dialects", ",".join(self.dialects), "--steps", str(self.steps),
+                "--batch-size", str(self.batch_size), "--max-length", str(self.max_length),
+                "--probe-every", str(self.probe_every), "--seed", str(self.seed),
+                "--eval-sentences", str(self.eval_sentences or 0),
+                "--entanglement-pairs", str(self.entanglement_pairs),
+                "--entanglement-probe-steps", str(self.entanglement_probe_steps)]
+        if self.base_steps is not None:
+            args += ["--base-steps", str(self.base_steps)]
+        return args
+
+
+def demo_dir() -> Path:
+    return paths.models_dir() / "demo"
+
+
+def status_path() -> Path:
+    return demo_dir() / "status.json"
+
+
+def log_path() -> Path:
+    return demo_dir() / "log.txt"
+
+
+def _lock_path() -> Path:
+    return demo_dir() / "build.lock"
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    demo_dir().mkdir(parents=True, exist_ok=True)
+    with open(_lock_path(), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobError("the demo build is already running") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_running() -> bool:
+    """True while some process holds the build lock (works across processes and reloads)."""
+    if not _lock_path().exists():
+        return False
+    try:
+        with _build_lock():
+            return False
+    except JobError:
+        return True
+
+
+def demo_status() -> Status:
+    """The last written status, with `state` corrected to "interrupted" when the build that
+    wrote "running" is gone. `{"state": "none"}` when no build was ever started."""
+    try:
+        status = json.loads(status_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"state": "none"}
+    except json.JSONDecodeError:
+        return {"state": "none", "error": "the demo status file is unreadable"}
+    if status.get("state") in ("starting", "running") and not build_running():
+        # "starting" is written by the page just before the child takes the lock; give it a moment.
+        if status.get("state") == "running" or time.time() - status.get("updated", 0) > 60:
+            status = {**status, "state": "interrupted",
+                      "error": status.get("error") or "the build process stopped without finishing"}
+    return status
+
+
+def demo_ready() -> bool:
+    """Whether something can be compared: at least one finished run pair exists."""
+    from backend.compare import find_pairs
+
+    return bool(find_pairs())
+
+
+# --- estimates -------------------------------------------------------------------------------
+
+def _base_preset(base: str) -> str | None:
+    folder = Path(base) if Path(base).is_dir() else paths.base_models_dir() / base
+    try:
+        return json.loads((folder / "pretrain.json").read_text(encoding="utf-8")).get("preset")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def seconds_per_step(base: str, batch_size: int, runs: list[Run] | None = None) -> tuple[float, str]:
+    """(seconds per step, where the figure comes from) for a run on `base`.
+
+    The median over finished runs on the same base of wall_time / step from their
+    metrics.jsonl, scaled linearly by batch size; else a constant measured on the dev CPU."""
+    measured = []
+    for run in runs if runs is not None else list_runs():
+        try:
+            config = run.config()
+        except UserError:
+            continue
+        if config.base != base or run.state().get("state") != "finished":
+            continue
+        records = run.metrics()
+        if records and records[-1].get("step") and records[-1].get("wall_time"):
+            per_step = float(records[-1]["wall_time"]) / int(records[-1]["step"])
+            measured.append(per_step * batch_size / max(1, config.batch_size))
+    if measured:
+        n = len(measured)
+        return statistics.median(measured), f"measured on {n} finished run{'s' if n > 1 else ''} with this base"
+    preset = _base_preset(base) or "small"
+    per_step = FALLBACK_SECONDS_PER_STEP.get(preset, FALLBACK_SECONDS_PER_STEP["small"])
+    per_step *= batch_size / RunConfig.batch_size
+    return per_step, f"a constant measured for the '{preset}' base on a 2-core CPU (no finished run on this base yet)"
+
+
+def estimate_run_seconds(config: RunConfig, runs: list[Run] | None = None) -> tuple[float, str]:
+    per_step, basis = seconds_per_step(config.base, config.batch_size, runs)
+    return STARTUP_SECONDS + per_step * config.steps, basis
+
+
+def stage_estimates(options: DemoOptions | None = None) -> dict[str, float]:
+    """Estimated seconds per build stage (base, baseline, decoupled, evaluate); a base that
+    exists already costs nothing. Used for the Welcome page's estimate and to weight the
+    progress bar."""
+    options = options or DemoOptions()
+    out: dict[str, float] = {}
+    if (paths.base_models_dir() / options.base_name).is_dir():
+        out["base"] = 1.0
+        per_run = [estimate_run_seconds(options.run_config(m))[0] for m in ("baseline", "decoupled")]
+    else:
+        from backend.pretrain import PRESETS
+
+        recipe = PRESETS.get(options.base_preset)
+        steps = options.base_steps or (recipe.steps if recipe else 500)
+        out["base"] = STARTUP_SECONDS + steps * FALLBACK_PRETRAIN_SECONDS_PER_STEP.get(options.base_preset, 0.5)
+        per_step = FALLBACK_SECONDS_PER_STEP.get(options.base_preset, FALLBACK_SECONDS_PER_STEP["small"])
+        per_step *= options.batch_size / RunConfig.batch_size
+        per_run = [STARTUP_SECONDS + per_step * options.steps] * 2
+    out["baseline"], out["decoupled"] = per_run
+    sentences = (options.eval_sentences or 300) * (len(options.dialects) + 1)
+    per_sentence = FALLBACK_SECONDS_PER_SENTENCE.get(options.base_preset, FALLBACK_SECONDS_PER_SENTENCE["small"])
+    out["evaluate"] = (2 * (STARTUP_SECONDS + sentences * per_sentence)
+                       + 3 * options.entanglement_probe_steps * ENTANGLEMENT_SECONDS_PER_PROBE_STEP + STARTUP_SECONDS)
+    return out
+
+
+def estimate_demo_seconds(options: DemoOptions | None = None) -> float:
+    return sum(stage_estimates(options).values())
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# --- building --------------------------------------------------------------------------------
+
+STAGES = ("base", "baseline", "decoupled", "evaluate")
+_EVAL_STAGES = {"evaluate": 0.1, "compare": 0.6, "entanglement": 0.65, "report": 0.95, "done": 1.0}
+_PRETRAIN_STEP = re.compile(r"pretrain step (\d+)/(\d+)")
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _raise_cancelled(*_: Any) -> None:
+    raise _Cancelled
+
+
+class _Progress:
+    """Turns the experiment's messages, its state.json and the training run's state.json
+    into the demo's status.json (one fraction over the stages, weighted by their estimates)."""
+
+    def __init__(self, options: DemoOptions, on_status: Callable[[Status], None] | None) -> None:
+        self.options, self.on_status = options, on_status
+        self.weights = stage_estimates(options)
+        self.lock = threading.RLock()
+        self.message = "starting"
+        self.base_step: tuple[int, int] | None = None
+        self.written = 0.0
+        self.status: Status = {"state": "running", "pid": os.getpid(), "started": time.time(),
+                               "stages": list(STAGES), "stage": "base", "fraction": 0.0, "message": "starting",
+                               "experiment": options.name, "runs": {}, "error": None,
+                               "options": asdict(options), "estimate_s": round(sum(self.weights.values()))}
+
+    def on_message(self, message: str) -> None:
+        text = message.split("] ", 1)[-1].strip()
+        m = _PRETRAIN_STEP.search(text)
+        with self.lock:
+            if m:
+                self.base_step = (int(m.group(1)), int(m.group(2)))
+            self.message = text
+        self.refresh()
+
+    def _experiment_stage(self) -> str | None:
+        try:
+            state = json.loads((paths.experiments_dir() / self.options.name / "state.json").read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        return state.get("stage") if state.get("pid") == os.getpid() else None
+
+    def _running_run(self) -> Run | None:
+        for run in list_runs():
+            state = run.state()
+            if state.get("pid") == os.getpid() and state.get("state") == "running":
+                return run
+        return None
+
+    def refresh(self, force: bool = False) -> None:
+        with self.lock:
+            stage, within, extra = self.status["stage"], 0.0, {}
+            exp_stage = self._experiment_stage()
+            if exp_stage in ("start", "base"):
+                stage = "base"
+                if self.base_step:
+                    within = self.base_step[0] / max(1, self.base_step[1])
+                    extra = {"step": self.base_step[0], "steps": self.base_step[1]}
+            elif exp_stage == "train":
+                run = self._running_run()
+                if run is not None:
+                    try:
+                        stage = run.config().method
+                    except UserError:
+                        pass
+                    progress = run.state().get("progress") or {}
+                    if progress.get("steps"):
+                        within = progress.get("step", 0) / progress["steps"]
+                    extra = {k: progress.get(k) for k in ("step", "steps", "loss", "penalty", "overlap", "eta_s")}
+                    self.status["runs"][stage] = run.id
+            elif exp_stage in _EVAL_STAGES:
+                stage, within = "evaluate", _EVAL_STAGES[exp_stage]
+            index = STAGES.index(stage)
+            done = sum(self.weights[s] for s in STAGES[:index])
+            fraction = (done + min(1.0, within) * self.weights[stage]) / sum(self.weights.values())
+            fraction = max(fraction, self.status.get("fraction", 0.0))  # never moves backwards
+            self.status.update({"stage": stage, "fraction": round(fraction, 4), "message": self.message,
+                                "step": None, "steps": None, "eta_s": None, **extra})
+            self._write(force)
+
+    def finish(self, **updates: Any) -> Status:
+        with self.lock:
+            self.status.update(finished=time.time(), **updates)
+            self._write(True)
+            return dict(self.status)
+
+    def _write(self, force: bool) -> None:
+        now = time.time()
+        self.status["heartbeat"] = self.status["updated"] = now
+        if force or now - self.written > 0.5:
+            self.written = now
+            write_json_atomic(status_path(), self.status)
+        if self.on_status:
+            self.on_status(dict(self.status))
+
+
+def build_demo(options: DemoOptions | None = None, on_status: Callable[[Status], None] | None = None) -> Status:
+    """Build the demo models in this process (the CLI's foreground mode) and return the final
+    status. Holds the build lock throughout. SIGTERM stops it: a training run saves a
+    checkpoint first, and the next build resumes from there."""
+    from backend.experiment import Experiment
+
+    options = options or DemoOptions()
+    options.dialects = varieties.parse_list(options.dialects)
+    config = options.experiment_config()
+    with _build_lock():
+        progress = _Progress(options, on_status)
+        progress.refresh(force=True)
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(1.0):
+                progress.refresh()
+
+        watcher = threading.Thread(target=watch, name="demo-progress", daemon=True)
+        watcher.start()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # Training installs its own SIGTERM handler (stop at the next step) and restores this one.
+            previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+        try:
+            results = Experiment(config, progress=progress.on_message,
+                                 command="python -m backend demo " + " ".join(options.to_args())).run()
+            runs = {k: v for k, v in (results.get("runs") or {}).items() if isinstance(v, str)}
+            return progress.finish(state="finished", fraction=1.0, stage="evaluate",
+                                   message="the demo models are ready", runs=runs)
+        except _Cancelled:
+            return progress.finish(state="cancelled", message="cancelled")
+        except UserError as e:
+            if isinstance(e, RunError) and "ended cancelled" in str(e):
+                return progress.finish(state="cancelled", message="cancelled; the next build resumes it")
+            progress.finish(state="failed", error=str(e), message=f"failed: {e}")
+            raise
+        except BaseException as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            progress.finish(state="failed", error=f"{type(e).__name__}: {reason}", message="failed")
+            raise
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+# --- background process ----------------------------------------------------------------------
+
+def start_background(options: DemoOptions | None = None) -> Status:
+    """Spawn a detached `python -m backend demo` and return the status it starts with.
+
+    Raises JobError when a build is already running."""
+    options = options or DemoOptions()
+    if build_running():
+        raise JobError("the demo build is already running")
+    demo_dir().mkdir(parents=True, exist_ok=True)
+    status = {"state": "starting", "pid": None, "started": time.time(), "updated": time.time(),
+              "fraction": 0.0, "message": "starting the build process", "stages": [], "runs": {}}
+    write_json_atomic(status_path(), status)  # before the child can write its own
+    log = open(log_path(), "a", encoding="utf-8")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "demo", *options.to_args()],
+            cwd=paths.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        log.close()
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it: no zombie
+    current = demo_status()
+    if current.get("state") == "starting" and current.get("pid") is None:
+        current = {**current, "pid": proc.pid}
+        write_json_atomic(status_path(), current)
+    return current
+
+
+def cancel_demo() -> Status:
+    """Ask the running build to stop (SIGTERM: a training run stops at its next step)."""
+    status = demo_status()
+    if status.get("state") not in ("starting", "running") or not status.get("pid"):
+        raise RunError("no demo build is running")
+    try:
+        os.kill(int(status["pid"]), signal.SIGTERM)
+    except ProcessLookupError:
+        raise RunError("the demo build process is already gone") from None
+    return status
+
+
+def log_tail(lines: int = 20) -> str:
+    try:
+        return "\n".join(log_path().read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""

@@ -1,0 +1,157 @@
+"""Base models: the embedded default, a local folder, or any causal LM on the Hugging Face hub.
+
+`resolve_base` turns what a user typed into a folder on disk, `load_base` loads it. Hub
+models are downloaded with `huggingface_hub.snapshot_download` (progress bar, safetensors,
+config and tokenizer files only) into a hidden partial folder under `models/hub/` that is
+renamed into place once the download is complete, so an interrupted download resumes next
+time and never passes for a finished one. Remote code runs only when the user sets
+`DD_TRUST_REMOTE_CODE=1`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from backend import paths
+from backend.errors import ModelLoadError
+from backend.modeling.device import pick_device
+
+DEFAULT_BASE = "default"
+# Weights, configs and tokenizers only: no pickles, no code, no optimizer states.
+HUB_FILES = [
+    "*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "*.tiktoken", "chat_template.*",
+]
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
+_HUB_ID = re.compile(rf"^{_NAME}/{_NAME}$")
+_LOCAL_NAME = re.compile(rf"^{_NAME}$")
+
+
+def trust_remote_code() -> bool:
+    return os.environ.get("DD_TRUST_REMOTE_CODE") == "1"
+
+
+def is_local_name(text: str) -> bool:
+    """A name for a folder under models/base: letters, digits, '-', '_', '.' and no path."""
+    return bool(_LOCAL_NAME.match(text)) and ".." not in text
+
+
+def is_hub_id(text: str) -> bool:
+    return bool(_HUB_ID.match(text)) and ".." not in text and "--" not in text
+
+
+def hub_cache_dir() -> Path:
+    return paths.models_dir() / "hub"
+
+
+def _missing_files(folder: Path) -> list[str]:
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any(folder.glob("*.safetensors")):
+        missing.append("*.safetensors weights")
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")):
+        missing.append("tokenizer files")
+    return missing
+
+
+def _checked(folder: Path, label: str) -> str:
+    missing = _missing_files(folder)
+    if missing:
+        raise ModelLoadError(f"{label} at {folder} is not a complete model folder (missing {', '.join(missing)})")
+    return str(folder)
+
+
+def resolve_base(base: str) -> str:
+    """`default` / a name under models/base / a local folder / a hub id -> a local folder."""
+    base = str(base).strip()
+    if not base:
+        raise ModelLoadError("no base model given; use 'default', a folder, or a hub id owner/name")
+    if base == DEFAULT_BASE or (is_local_name(base) and (paths.base_models_dir() / base).is_dir()):
+        folder = paths.base_models_dir() / base
+        if not folder.is_dir():
+            raise ModelLoadError(
+                f"the default base model is not built yet ({folder}); run `python -m backend pretrain`"
+            )
+        return _checked(folder, f"base model {base!r}")
+    local = Path(base).expanduser()
+    if local.is_dir():
+        return _checked(local.resolve(), "model folder")
+    if base.startswith(("/", ".", "~")) or base.count("/") > 1 or "\\" in base:
+        raise ModelLoadError(f"no model folder at {base}")
+    if is_local_name(base):
+        raise ModelLoadError(
+            f"no base model named {base!r} under {paths.base_models_dir()}; build it with "
+            f"`python -m backend pretrain --name {base}` or give a hub id as owner/name"
+        )
+    if not is_hub_id(base):
+        raise ModelLoadError(
+            f"invalid model id {base!r}: give 'default', a local folder, or a hub id owner/name "
+            "(letters, digits, '-', '_', '.')"
+        )
+    return _download(base)
+
+
+def _download(repo_id: str) -> str:
+    """Fetch a hub model once into models/hub/<owner>--<name>; later calls need no network."""
+    final = hub_cache_dir() / repo_id.replace("/", "--")
+    if final.is_dir():
+        return _checked(final, f"downloaded model {repo_id}")
+    from huggingface_hub import errors, is_offline_mode, snapshot_download
+
+    if is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        raise ModelLoadError(
+            f"cannot download {repo_id}: offline mode (HF_HUB_OFFLINE=1) and it was not downloaded before"
+        )
+    partial = final.parent / f".{final.name}.partial"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        snapshot_download(repo_id, local_dir=partial, allow_patterns=HUB_FILES)
+    except errors.GatedRepoError:
+        raise ModelLoadError(
+            f"{repo_id} is gated: accept its licence on huggingface.co and log in with `hf auth login`"
+        ) from None
+    except errors.RepositoryNotFoundError:
+        raise ModelLoadError(f"no model {repo_id!r} on the Hugging Face hub (wrong id, or private)") from None
+    except (errors.LocalEntryNotFoundError, errors.HfHubHTTPError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"cannot download {repo_id} (offline or hub unreachable?): {reason}") from None
+    missing = _missing_files(partial)
+    if missing:
+        raise ModelLoadError(
+            f"{repo_id} cannot be used: it has no {', '.join(missing)} (this app loads safetensors only)"
+        )
+    os.rename(partial, final)
+    return str(final)
+
+
+def load_base(base: str, device: torch.device | str | None = None):
+    """(model, tokenizer) for a base, the model in eval mode on `device` (default: pick_device()).
+
+    A tokenizer without a pad token gets EOS as pad, so batched generation works on any model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_base(base)
+    trust = trust_remote_code()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust, dtype=torch.float32
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = " (set DD_TRUST_REMOTE_CODE=1 if it needs its own code)" if "trust_remote_code" in str(e) else ""
+        raise ModelLoadError(f"cannot load base model {base!r}: {reason}{hint}") from None
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.to(torch.device(device) if device is not None else pick_device())
+    model.eval()
+    return model, tokenizer

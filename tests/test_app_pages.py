@@ -1,0 +1,257 @@
+"""Every page of the Streamlit app through streamlit.testing.v1.AppTest: it renders without an
+exception, its main controls work, and bad input shows a short message instead of a traceback.
+
+The pages run against real tiny models: the tiny demo (base + baseline + decoupled, evaluated
+as an experiment) built once under the session's DD_MODELS_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from backend import compare, demo, paths
+from backend.runs import Run, list_runs, write_json_atomic
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = demo.DemoOptions.tiny()
+PAGES = ("home", "compare", "train", "overlap", "results", "data")
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+
+
+def _open(page: str | None = None) -> AppTest:
+    at = _app().run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    _assert_clean(at)
+    return at
+
+
+def _assert_clean(at: AppTest) -> None:
+    """No exception element; no error that reads like an unexpected failure."""
+    assert not at.exception, [e.value for e in at.exception]
+    bad = [e.value for e in at.error if "Something went wrong" in e.value or "Traceback" in e.value]
+    assert not bad, bad
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info] \
+        + [w.value for w in at.warning] + [e.value for e in at.error] + [s.value for s in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture()
+def empty_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("DD_MODELS_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def demo_pair(tiny_base) -> compare.RunPair:
+    status = demo.build_demo(TINY)
+    assert status["state"] == "finished"
+    return compare.get_pair(f"{status['runs']['baseline']}+{status['runs']['decoupled']}")
+
+
+# --- a fresh install -----------------------------------------------------------------------
+
+def test_fresh_install_opens_on_welcome_with_one_build_button(empty_models):
+    at = _open()
+    assert at.title[0].value == "Dialect decoupling"
+    assert [b.label for b in at.button] == ["Build the demo models"]
+    assert "takes about" in _texts(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_runs(empty_models, page):
+    at = _open(page)
+    if page in ("compare", "overlap", "results"):
+        assert at.info, f"{page} should say what to do when there is nothing to show"
+
+
+def test_a_running_build_shows_its_progress(empty_models):
+    with demo._build_lock():  # this process plays the build process
+        write_json_atomic(demo.status_path(), {
+            "state": "running", "pid": 1, "stage": "baseline", "stages": list(demo.STAGES), "fraction": 0.4,
+            "message": "training the baseline adapter", "step": 30, "steps": 300, "updated": time.time()})
+        at = _open()
+        assert at.status and at.progress
+        assert at.progress[0].value == pytest.approx(40, abs=1)  # percent
+        assert "step 30 of 300" in at.progress[0].proto.text
+        assert "Cancel the build" in [b.label for b in at.button]
+        assert "Build the demo models" not in [b.label for b in at.button]
+    at = _app().run()  # the "build" ended without writing a final status
+    assert "stopped" in _texts(at) and [b.label for b in at.button] == ["Build the demo models"]
+
+
+def test_read_only_mode_hides_train_and_the_build_button(empty_models, monkeypatch):
+    monkeypatch.setenv("DD_READ_ONLY", "1")
+    at = _open()
+    assert not at.button and "read-only" in _texts(at) and "**Train**" not in _texts(at)
+    with pytest.raises(ValueError):
+        at.switch_page("app_pages/train.py")
+
+
+# --- compare -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_compare_is_the_start_page_and_compares_three_systems(demo_pair):
+    at = _open()
+    assert at.title[0].value == "Compare"
+    at.selectbox(key="compare_pair").set_value(demo_pair.key)
+    at.text_area(key="compare_typed").input("أريد أن أشرب القهوة الآن")
+    at.text_input(key="compare_reference").input("عايز اشرب قهوة دلوقتي")
+    at.button(key="compare_run").click().run()
+    _assert_clean(at)
+    assert not at.error
+    html = "\n".join(m.value for m in at.markdown)
+    assert html.count('dir="rtl"') >= 3
+    assert "Base model (no adapter)" in html and "Decoupled adapter" in html
+    captions = _texts(at)
+    assert captions.count("chrF++") >= 3 and "one batched call" in captions
+    # the result stays on screen across reruns (session state), as after a widget change
+    at.run()
+    assert "one batched call" in _texts(at)
+
+
+@pytest.mark.slow
+def test_compare_from_the_test_split_and_an_untrained_target(demo_pair):
+    at = _open("compare")
+    at.selectbox(key="compare_pair").set_value(demo_pair.key)
+    at.radio(key="compare_mode").set_value("Pick one from the test split").run()
+    _assert_clean(at)
+    at.button(key="compare_run").click().run()
+    assert not at.error and "chrF++" in _texts(at)
+    at.selectbox(key=f"compare_target_{demo_pair.key}").set_value("RIY").run()
+    assert any("not trained on" in w.value for w in at.warning)
+
+
+@pytest.mark.slow
+def test_compare_bad_input_shows_a_message(demo_pair):
+    at = _open("compare")
+    at.selectbox(key="compare_pair").set_value(demo_pair.key)
+    at.button(key="compare_run").click().run()
+    assert len(at.error) == 1 and "empty" in at.error[0].value
+    at.text_area(key="compare_typed").input("كلمة " * 200)
+    at.button(key="compare_run").click().run()
+    _assert_clean(at)
+    assert at.error and "over the cap" in at.error[0].value
+
+
+@pytest.mark.slow
+def test_compare_a_pair_whose_adapter_is_corrupt_shows_a_message(demo_pair):
+    copy = Run(paths.runs_dir() / f"{demo_pair.decoupled.id}-corrupt")  # pairs with the same baseline
+    shutil.copytree(demo_pair.decoupled.dir, copy.dir)
+    (copy.adapter_dir / "adapter_model.safetensors").write_bytes(b"garbage")
+    try:
+        at = _open("compare")
+        at.selectbox(key="compare_pair").set_value(f"{demo_pair.baseline.id}+{copy.id}")
+        at.text_area(key="compare_typed").input("أريد أن أشرب القهوة")
+        at.button(key="compare_run").click().run()
+        _assert_clean(at)
+        assert at.error and "could not be loaded" in at.error[0].value
+        # the good pair still works in the same session
+        at.selectbox(key="compare_pair").set_value(demo_pair.key)
+        at.button(key="compare_run").click().run()
+        assert not at.error and "one batched call" in _texts(at)
+    finally:
+        shutil.rmtree(copy.dir, ignore_errors=True)
+
+
+# --- overlap, results, data ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_overlap_charts_training_and_entanglement(demo_pair):
+    at = _open("overlap")
+    at.selectbox[0].set_value(demo_pair.key).run()
+    _assert_clean(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 5  # energy, probe accuracy, code length, energy/CKA bars, angles, projection
+    assert "No entanglement measurements" not in _texts(at)
+
+
+@pytest.mark.slow
+def test_results_table_download_and_a_corrupt_experiment(demo_pair):
+    bad = paths.experiments_dir() / "zz-corrupt"
+    bad.mkdir(parents=True, exist_ok=True)
+    (bad / "results.json").write_text("{ not json", encoding="utf-8")
+    try:
+        at = _open("results")
+        at.selectbox[0].set_value("zz-corrupt").run()
+        _assert_clean(at)
+        assert at.error and "unreadable" in at.error[0].value
+        at.selectbox[0].set_value(TINY.name).run()
+        _assert_clean(at)
+        assert not at.error
+        assert at.get("download_button") and at.dataframe
+        assert len(at.get("plotly_chart")) >= 1
+        table = at.dataframe[0].value
+        assert {"CAI", "BEI", "average"} <= set(table["variety"])
+    finally:
+        shutil.rmtree(bad)
+
+
+@pytest.mark.slow
+def test_data_page_browses_and_rejects_bad_paths():
+    at = _open("data")
+    counts = at.dataframe[0].value
+    assert {"train", "dev", "test", "total"} <= set(counts.columns) and counts["total"].sum() > 0
+    assert 'dir="rtl"' in "\n".join(m.value for m in at.markdown)
+    at.text_input(key="data_spec").input("csv:/etc/passwd").run()
+    _assert_clean(at)
+    assert at.error
+    at.text_input(key="data_spec").input("   ").run()
+    assert at.error and "corpus spec" in at.error[0].value
+
+
+# --- train -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_train_form_validates_its_input(demo_pair):
+    at = _open("train")
+    assert "Estimated duration" in _texts(at)
+    key = next(m.key for m in at.multiselect if m.key.startswith("train_dialects_"))
+    at.multiselect(key=key).set_value([]).run()
+    assert any("at least one dialect" in e.value for e in at.error)
+    assert at.button(key="train_launch").disabled
+    at.multiselect(key=key).set_value(["CAI"]).run()
+    at.text_input(key="train_layers").input("two, three").run()
+    assert any("layers must be numbers" in e.value for e in at.error)
+    at.text_input(key="train_layers").input("").run()
+    at.multiselect(key=key).set_value(["CAI", "ALG"]).run()  # the offline corpus has no Algiers
+    assert any("no training data for ALG" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_train_launches_a_background_job_and_shows_it(demo_pair):
+    before = {r.id for r in list_runs()}
+    at = _open("train")
+    key = next(m.key for m in at.multiselect if m.key.startswith("train_dialects_"))
+    at.multiselect(key=key).set_value(["CAI", "BEI"])
+    at.text_input(key="train_source").input(TINY.source)
+    at.selectbox(key="train_base").set_value("tiny")
+    at.radio(key="train_method").set_value("decoupled")
+    at.number_input(key="train_steps").set_value(4)
+    at.number_input(key="train_batch").set_value(4)
+    at.run()
+    _assert_clean(at)
+    assert not at.error
+    at.button(key="train_launch").click().run()
+    _assert_clean(at)
+    assert at.success and "Queued" in at.success[0].value
+    new = [r for r in list_runs() if r.id not in before]
+    assert len(new) == 1 and new[0].config().steps == 4
+    deadline = time.time() + 240
+    while time.time() < deadline and new[0].state().get("state") not in ("finished", "failed", "cancelled"):
+        time.sleep(1)
+    assert new[0].state().get("state") == "finished", (new[0].state(), new[0].log_tail())
+    at = _open("train")
+    assert new[0].id in json.dumps(at.dataframe[-1].value.to_dict(orient="records"))

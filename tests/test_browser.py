@@ -1,0 +1,181 @@
+"""The app in a real browser: Playwright (sync API) driving Debian's headless Chromium against
+`streamlit run app.py` on a free local port, with DD_MODELS_DIR holding the tiny demo models.
+
+Opens the app, compares a sentence on the demo models, launches a small training from the
+Train page and watches its progress move, cancels it, and saves a screenshot of every page to
+artifacts/screenshots/ (git-ignored). Skips when /usr/bin/chromium is missing; never runs
+`playwright install`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from backend import demo, paths
+from backend.runs import list_runs
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "artifacts" / "screenshots"
+TINY = demo.DemoOptions.tiny()
+PAGES = {"Welcome": "home", "Compare": "compare", "Train": "train", "Overlap": "overlap", "Results": "results",
+         "Data": "data"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian's chromium package); browser tests need it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM),
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, tiny_base):
+    status = demo.build_demo(TINY)
+    assert status["state"] == "finished"
+    port = _free_port()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = open(SHOTS.parent / "streamlit.log", "w", encoding="utf-8")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env={**os.environ, "DD_MODELS_DIR": str(paths.models_dir()), "DD_READ_ONLY": ""},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start; see artifacts/streamlit.log")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1440, "height": 1100}, locale="en-US")
+    p = context.new_page()
+    p.set_default_timeout(60_000)
+    yield p
+    context.close()
+
+
+def _goto(page, server: str, path: str = "") -> None:
+    page.goto(f"{server}/{path}")
+    page.wait_for_selector("h1", timeout=90_000)
+    _settle(page)
+
+
+def _settle(page) -> None:
+    """Wait until Streamlit has finished running the script (no 'Running...' indicator)."""
+    page.wait_for_timeout(500)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+
+
+def _no_traceback(page) -> None:
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Something went wrong" not in body, body[:2000]
+    assert not page.query_selector('[data-testid="stException"]')
+
+
+def test_compare_a_sentence_on_the_demo_models(page, server):
+    _goto(page, server)
+    assert page.inner_text("h1").strip() == "Compare"  # runs exist: the app opens on Compare
+    page.get_by_label("Sentence").fill("أريد أن أشرب القهوة الآن")
+    page.get_by_label("Reference translation (optional, for chrF++)").fill("عايز اشرب قهوة دلوقتي")
+    page.keyboard.press("Tab")
+    _settle(page)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.get_by_text("one batched call").wait_for(timeout=120_000)
+    _settle(page)
+    _no_traceback(page)
+    cards = page.query_selector_all(".dd-card")
+    assert len(cards) == 3
+    for card in cards:
+        style = card.evaluate("e => [getComputedStyle(e).direction, getComputedStyle(e).fontFamily]")
+        assert style[0] == "rtl" and "Noto Naskh Arabic" in style[1]
+    assert page.get_by_text("chrF++").count() >= 3
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+
+def test_every_page_renders_and_is_screenshotted(page, server):
+    _goto(page, server)
+    for title, name in PAGES.items():
+        page.get_by_role("link", name=title).first.click()
+        page.wait_for_function(f"document.querySelector('h1') && document.querySelector('h1').innerText.includes("
+                               f"{'Dialect decoupling' if name == 'home' else title!r})")
+        _settle(page)
+        if name in ("overlap", "results"):
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+            page.wait_for_timeout(1000)
+        _no_traceback(page)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_launch_a_training_and_watch_it_progress(page, server):
+    before = {r.id for r in list_runs()}
+    _goto(page, server, "train")
+    page.get_by_label("Data source").fill(TINY.source)
+    page.get_by_label("Steps", exact=True).fill("400")
+    page.keyboard.press("Tab")
+    _settle(page)
+    page.get_by_text("Decoupled only").click()
+    _settle(page)
+    _no_traceback(page)
+    assert page.get_by_text("Estimated duration").count() == 1
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued").wait_for(timeout=60_000)
+    new = [r for r in list_runs() if r.id not in before]
+    assert len(new) == 1 and new[0].config().method == "decoupled" and new[0].config().base == "tiny"
+
+    seen: list[int] = []
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        steps = [int(m) for m in re.findall(r"step (\d+) of 400", page.inner_text("body"))]
+        if steps:
+            seen.append(max(steps))
+        if len(seen) >= 2 and seen[-1] >= seen[0] + 2:
+            break
+        page.wait_for_timeout(1000)
+    assert len(seen) >= 2 and seen[-1] > seen[0], f"progress did not move: {seen}; {new[0].state()}"
+    page.screenshot(path=str(SHOTS / "train-progress.png"), full_page=True)
+    page.get_by_role("button", name="Cancel").first.click()
+    deadline = time.time() + 120
+    while time.time() < deadline and new[0].state().get("state") not in ("cancelled", "finished", "failed"):
+        time.sleep(1)
+    assert new[0].state().get("state") in ("cancelled", "finished"), new[0].state()
+    _no_traceback(page)

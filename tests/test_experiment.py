@@ -1,0 +1,98 @@
+"""The experiment command: config parsing, and the CI config end to end with a real tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.errors import UserError
+from backend.experiment import config_from_dict, load_config, settings, with_source_option
+
+REPO = Path(__file__).resolve().parent.parent
+ROW_KEYS = {"variety", "name", "n", "baseline_chrf", "decoupled_chrf", "delta", "p_value", "baseline_bleu",
+            "decoupled_bleu", "fidelity_baseline", "fidelity_decoupled", "msa_leakage_baseline",
+            "msa_leakage_decoupled"}
+TOP_KEYS = {"id", "name", "config", "hardware", "created", "signatures", "identifier_accuracy", "rows", "average",
+            "msa", "runs", "entanglement"}
+
+
+def test_shipped_configs_parse():
+    for name in ("ci", "offline", "dial2msa"):
+        config = load_config(REPO / "experiments" / f"{name}.yaml")
+        assert config.id == name
+    offline = load_config(REPO / "experiments" / "offline.yaml")
+    assert len(offline.dialects) >= 8 and offline.base.name == "default"
+    main, sweep = settings(offline)
+    assert [s.values["msa_overlap"] for s in sweep] == [0.2, 0.5, 0.8]
+    assert all("msa_overlap=" in s.source for s in sweep)
+    d2m = load_config(REPO / "experiments" / "dial2msa.yaml")
+    assert d2m.dialects == ["EGY", "GLF", "LEV", "MGR"] and d2m.base.preset == "dial2msa"
+    assert d2m.evaluation.split == "dev"  # Dial2MSA has no test files: its dev split is the test set
+
+
+def test_config_errors_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="name"):
+        config_from_dict({"source": "offline"})
+    with pytest.raises(UserError, match="unknown"):
+        config_from_dict({"name": "x", "stepz": 3})
+    with pytest.raises(UserError, match="cannot set"):
+        config_from_dict({"name": "x", "train": {"seed": 3}})
+    with pytest.raises(UserError, match="sweep"):
+        config_from_dict({"name": "x", "sweep": {"param": "lam"}})
+    with pytest.raises(UserError, match="training split"):
+        config_from_dict({"name": "x", "evaluation": {"split": "train"}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(UserError, match="cannot parse"):
+        load_config(bad)
+
+
+def test_source_options():
+    assert with_source_option("offline", "msa_overlap", 0.2) == "offline:msa_overlap=0.2"
+    assert with_source_option("offline:seed=1", "msa_overlap", 0.5) == "offline:seed=1,msa_overlap=0.5"
+    with pytest.raises(UserError):
+        with_source_option("csv:/data/x", "msa_overlap", 0.5)
+
+
+@pytest.mark.slow
+def test_ci_experiment_end_to_end(tiny_base, models_root):
+    from backend.experiment import run_experiment
+
+    messages: list[str] = []
+    results = run_experiment(REPO / "experiments" / "ci.yaml", progress=messages.append)
+    folder = models_root / "experiments" / "ci"
+    on_disk = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    assert TOP_KEYS <= set(on_disk) and on_disk["id"] == "ci"
+    assert [r["variety"] for r in on_disk["rows"]] == ["CAI", "BEI"]
+    for row in [*on_disk["rows"], on_disk["average"], on_disk["msa"]]:
+        assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
+        assert 0 <= row["baseline_chrf"] <= 100 and 0 <= row["decoupled_chrf"] <= 100
+        assert 0 < row["p_value"] <= 1
+        assert row["delta"] == pytest.approx(row["decoupled_chrf"] - row["baseline_chrf"])
+    assert on_disk["average"]["baseline_chrf"] == pytest.approx(
+        sum(r["baseline_chrf"] for r in on_disk["rows"]) / 2)
+    assert "nw:2" in on_disk["signatures"]["chrf"] and "norm:arabic" in on_disk["signatures"]["chrf"]
+    assert 0 <= on_disk["identifier_accuracy"] <= 1
+    ent = on_disk["entanglement"]
+    assert set(ent["systems"]) == {"base", "baseline", "decoupled"} and ent["projection"]["points"]
+    for layer in ent["systems"]["decoupled"]["layers"].values():
+        assert 0 <= layer["energy_pca"] <= 1 and -1e-6 <= layer["cka"] <= 1 + 1e-6
+        assert all(0 <= a <= 90 for a in layer["principal_angles"])
+    assert len(on_disk["sweep"]) == 1 and on_disk["sweep"][0]["setting"] == {"lam": 3.0}
+    # the sweep's baseline is the main baseline: one run, shared
+    assert on_disk["sweep"][0]["runs"]["baseline"] == on_disk["runs"]["baseline"]
+    assert on_disk["sweep"][0]["runs"]["decoupled"] != on_disk["runs"]["decoupled"]
+    md = (folder / "results.md").read_text(encoding="utf-8")
+    assert "| **Average** |" in md and "Modern Standard Arabic (MSA)" in md
+    for rel in on_disk["figures"].values():
+        assert (folder / rel).is_file()
+    assert (folder / "figures" / "plotly.min.js").is_file()
+    assert results["runs"] == on_disk["runs"]
+
+    # a second run finds every stage finished and trains nothing
+    again: list[str] = []
+    results2 = run_experiment(REPO / "experiments" / "ci.yaml", progress=again.append)
+    assert not any(": training " in m or "generating" in m or "pretraining" in m for m in again), again
+    assert results2["rows"] == results["rows"]
