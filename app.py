@@ -22,7 +22,7 @@ from backend.errors import UserError  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-st.set_page_config(page_title="Dialect decoupling", page_icon="🗺️", layout="wide")
+st.set_page_config(page_title="Dialect decoupling", page_icon=":material/translate:", layout="wide")
 st.markdown(ui.CSS, unsafe_allow_html=True)
 
 
@@ -38,15 +38,15 @@ def _has_pairs() -> bool:
 
 ready = _has_pairs()
 pages = [
-    st.Page("app_pages/home.py", title="Welcome", icon="👋", default=not ready),
-    st.Page("app_pages/compare.py", title="Compare", icon="⚖️", default=ready),
+    st.Page("app_pages/home.py", title="Welcome", icon=":material/home:", default=not ready),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=ready),
 ]
 if not ui.read_only():
-    pages.append(st.Page("app_pages/train.py", title="Train", icon="🏋️"))
+    pages.append(st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"))
 pages += [
-    st.Page("app_pages/overlap.py", title="Overlap", icon="📉"),
-    st.Page("app_pages/results.py", title="Results", icon="📊"),
-    st.Page("app_pages/data.py", title="Data", icon="📚"),
+    st.Page("app_pages/overlap.py", title="Overlap", icon=":material/stacked_line_chart:"),
+    st.Page("app_pages/results.py", title="Results", icon=":material/bar_chart:"),
+    st.Page("app_pages/data.py", title="Data", icon=":material/table_view:"),
 ]
 
 page = st.navigation(pages)

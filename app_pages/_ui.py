@@ -36,7 +36,8 @@ CSS = f"""
   vertical-align: top; }}
 .dd-table th {{ text-align: left; font-weight: 600; }}
 .dd-table td.dd-rtl {{ font-size: 1.1rem; }}
-.stTextArea textarea, .stTextInput input {{ unicode-bidi: plaintext; font-family: {ARABIC_FONTS}; font-size: 1.1rem; }}
+.stTextArea textarea {{ unicode-bidi: plaintext; font-size: 1.1rem; }}
+.stTextInput input {{ unicode-bidi: plaintext; }}
 </style>
 """
 

@@ -32,7 +32,7 @@ st.title("Compare")
 pairs = compare.find_pairs()
 if not pairs:
     st.info("There is no finished run pair (a baseline and a decoupled adapter trained alike) yet.")
-    st.page_link("app_pages/home.py", label="Build the demo models on the Welcome page", icon="👋")
+    st.page_link("app_pages/home.py", label="Build the demo models on the Welcome page", icon=":material/home:")
     st.stop()
 
 by_key = {p.key: p for p in pairs}
@@ -65,8 +65,9 @@ mode = st.radio("Source sentence", ["Type a sentence", "Pick one from the test s
                 key="compare_mode")
 reference: str | None = None
 if mode == "Type a sentence":
-    cols = st.columns([1, 4])
-    source_variety = cols[0].selectbox("Written in", ["MSA", "ENG"], format_func=ui.variety_label,
+    cols = st.columns([1, 3])
+    source_variety = cols[0].selectbox("Written in", ["MSA", "ENG"],
+                                      format_func=lambda c: f"{varieties.get(c).name} ({c})",
                                       key="compare_source_variety")
     source = cols[1].text_area("Sentence", height=90, key="compare_typed",
                                placeholder="اكتب جملة بالعربية الفصحى هنا")

@@ -6,6 +6,8 @@ models/demo/status.json, so its progress survives a reload, a second tab or a re
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from app_pages import _ui as ui
@@ -23,22 +25,37 @@ with ui.shown_errors("Listing the trained models"):
     ready = demo.demo_ready()
     if ready:
         st.success("Trained models are ready.")
-        st.page_link("app_pages/compare.py", label="Compare their outputs side by side", icon="⚖️")
+        st.page_link("app_pages/compare.py", label="Compare their outputs side by side", icon=":material/compare_arrows:")
 
 
-def _show_status(status: dict) -> None:
-    state = status.get("state")
-    fraction = float(status.get("fraction") or 0.0)
-    step, steps = status.get("step"), status.get("steps")
-    counter = f" — step {step} of {steps}" if step is not None and steps and steps > 1 else ""
+STAGE_LABELS = {
+    "base": "Pretraining the base model",
+    "baseline": "Training the baseline adapter",
+    "decoupled": "Training the decoupled adapter",
+    "evaluate": "Evaluating both adapters and measuring entanglement",
+}
+
+
+def _show_status(status: dict, where) -> None:
+    """Progress of a build into `where` (an st.status box; writing through it, not inside a
+    `with` block, keeps the box in its running state)."""
+    fraction = min(1.0, max(0.0, float(status.get("fraction") or 0.0)))
     stages = status.get("stages") or []
     stage = status.get("stage")
-    where = f"stage {stages.index(stage) + 1} of {len(stages)}: " if stage in stages else ""
-    st.progress(min(1.0, max(0.0, fraction)), text=f"{where}{status.get('message', '')}{counter}")
-    if state in ("starting", "running"):
-        eta = status.get("eta_s")
-        st.caption("The build runs in the background: you can reload this page or close the tab."
-                   + (f" This stage ends in about {demo.format_duration(eta)}." if eta else ""))
+    label = STAGE_LABELS.get(stage, "Starting")
+    count = f" (stage {stages.index(stage) + 1} of {len(stages)})" if stage in stages else ""
+    step, steps = status.get("step"), status.get("steps")
+    counter = f" — step {step} of {steps}" if step is not None and steps and steps > 1 else ""
+    where.progress(fraction, text=f"{label}{count}{counter}")
+    facts = [f"{100 * fraction:.0f}% done"]
+    started, estimate = status.get("started"), status.get("estimate_s")
+    if isinstance(started, (int, float)) and fraction >= 0.05:
+        elapsed = time.time() - started
+        facts.append(f"about {demo.format_duration(elapsed / fraction * (1 - fraction))} left")
+    elif estimate:
+        facts.append(f"about {demo.format_duration(estimate)} in all")
+    where.caption(" · ".join(facts) + (f" · {status['message']}" if status.get("message") else ""))
+    where.caption("The build runs in the background: you can reload this page, close the tab or come back later.")
 
 
 @st.fragment(run_every=2)
@@ -46,12 +63,11 @@ def _live() -> None:
     status = demo.demo_status()
     state = status.get("state")
     if state in ("starting", "running"):
-        with st.status("Building the demo models…", expanded=True):
-            _show_status(status)
+        _show_status(status, st.status("Building the demo models…", state="running", expanded=True))
         if not ui.read_only() and st.button("Cancel the build", key="demo_cancel"):
             with ui.shown_errors("Cancelling"):
                 demo.cancel_demo()
-                st.toast("Asked the build to stop.")
+                st.toast("Asked the build to stop; a later build resumes where it stopped.")
         st.session_state["demo_was_running"] = True
     elif st.session_state.pop("demo_was_running", False):
         st.rerun()  # the build ended: rerun the whole app so navigation opens on Compare

@@ -58,7 +58,8 @@ def _chrf_figure(rows: pd.DataFrame) -> go.Figure:
         if d is None:
             continue
         fig.add_annotation(x=x, y=y, text=f"{d:+.1f}{'*' if _significant(p) else ''}", showarrow=False,
-                           yshift=12, font={"color": "#1a7f37" if d > 0 else "#b42318", "size": 13})
+                           yshift=12, font={"color": "#1a7f37" if d > 0 else "#b42318" if d < 0 else "#6b7280",
+                                            "size": 13})
     fig.update_layout(barmode="group", height=430, yaxis_title="chrF++", margin={"t": 40, "b": 10},
                       title="chrF++ per dialect (delta = decoupled − baseline; * p < 0.05, paired bootstrap)",
                       legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
@@ -77,7 +78,7 @@ def _fidelity_figure(rows: pd.DataFrame) -> go.Figure:
     fig.update_layout(barmode="group", height=380, yaxis_title="share of outputs", yaxis_tickformat=".0%",
                       title="Dialect fidelity (labelled as the target) and MSA leakage (labelled MSA)",
                       margin={"t": 40, "b": 10},
-                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+                      legend={"orientation": "h", "y": -0.12, "x": 0, "xanchor": "left", "yanchor": "top"})
     return fig
 
 

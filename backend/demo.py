@@ -197,30 +197,42 @@ def _base_preset(base: str) -> str | None:
         return None
 
 
+def _step_times(records: list[dict[str, Any]]) -> list[float]:
+    """Wall time between consecutive logged steps, per step. Start-up and the first probe
+    update are excluded this way, which a short run's total / steps would spread over every
+    step."""
+    walls = [(r.get("step"), r.get("wall_time")) for r in records
+             if isinstance(r.get("step"), int) and isinstance(r.get("wall_time"), (int, float))]
+    return [(w2 - w1) / (s2 - s1) for (s1, w1), (s2, w2) in zip(walls, walls[1:]) if s2 > s1]
+
+
 def seconds_per_step(base: str, batch_size: int, runs: list[Run] | None = None) -> tuple[float, str]:
     """(seconds per step, where the figure comes from) for a run on `base`.
 
-    The median over finished runs on the same base of wall_time / step from their
-    metrics.jsonl, scaled linearly by batch size; else a constant measured on the dev CPU."""
-    measured = []
+    The median step time over every logged step of every run on the same base (finished,
+    cancelled or still running: their metrics.jsonl), each scaled linearly by batch size;
+    a median over all steps, so that a few slow steps (a busy machine) do not dominate.
+    Without any, a constant measured on the development CPU."""
+    times: list[float] = []
+    n_runs = 0
     for run in runs if runs is not None else list_runs():
         try:
             config = run.config()
         except UserError:
             continue
-        if config.base != base or run.state().get("state") != "finished":
+        if config.base != base:
             continue
-        records = run.metrics()
-        if records and records[-1].get("step") and records[-1].get("wall_time"):
-            per_step = float(records[-1]["wall_time"]) / int(records[-1]["step"])
-            measured.append(per_step * batch_size / max(1, config.batch_size))
-    if measured:
-        n = len(measured)
-        return statistics.median(measured), f"measured on {n} finished run{'s' if n > 1 else ''} with this base"
+        scaled = [t * batch_size / max(1, config.batch_size) for t in _step_times(run.metrics())]
+        if scaled:
+            times.extend(scaled)
+            n_runs += 1
+    if times:
+        return statistics.median(times), (f"the median of {len(times)} measured steps in {n_runs} "
+                                           f"run{'s' if n_runs > 1 else ''} on this base, scaled to this batch size")
     preset = _base_preset(base) or "small"
     per_step = FALLBACK_SECONDS_PER_STEP.get(preset, FALLBACK_SECONDS_PER_STEP["small"])
     per_step *= batch_size / RunConfig.batch_size
-    return per_step, f"a constant measured for the '{preset}' base on a 2-core CPU (no finished run on this base yet)"
+    return per_step, f"a constant measured for the '{preset}' base on a 2-core CPU (no run on this base yet)"
 
 
 def estimate_run_seconds(config: RunConfig, runs: list[Run] | None = None) -> tuple[float, str]:

@@ -498,7 +498,8 @@ class Experiment:
             raise
 
     def _results(self, main: dict, sweep: list[dict], base: str) -> dict:
-        keep = ("setting", "label", "source", "runs", "rows", "average", "msa", "signatures", "identifier_accuracy")
+        keep = ("setting", "label", "source", "runs", "rows", "average", "msa", "signatures", "identifier_accuracy",
+                "bootstrap")
         results = {
             "id": self.config.id, "name": self.config.name, "config": self.config.to_dict(),
             "command": self.command or f"python -m backend experiment --config experiments/{self.config.id}.yaml",
@@ -506,6 +507,7 @@ class Experiment:
             "wall_time_s": round(time.time() - self.started, 1),
             "base": base, "base_info": _pretrain_summary(base), "split": main["split"],
             "signatures": main["signatures"], "identifier_accuracy": main["identifier_accuracy"],
+            "bootstrap": main["bootstrap"],
             "identifier": main["identifier"],
             "rows": main["rows"], "average": main["average"], "msa": main["msa"], "runs": main["runs"],
             "entanglement": main["entanglement"] or {}, "training": main["training"],

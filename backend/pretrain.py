@@ -20,7 +20,7 @@ import platform
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,26 @@ def _load(source: str | ParallelCorpus) -> ParallelCorpus:
     return load_corpus(source)
 
 
+def _is_offline(spec: str) -> bool:
+    from backend.data import parse_spec
+
+    return parse_spec(spec).kind == "offline"
+
+
+def _monolingual_msa(spec: str) -> list[str]:
+    """More MSA for the mixture: the offline corpus renders frames its parallel pairs did not
+    draw (never a dev or test sentence); any other corpus gives its train split's MSA."""
+    from backend.data import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.kind == "offline":
+        from backend.data.offline import monolingual_text
+
+        opts = {k: parsed.options[k] for k in ("msa_overlap", "seed", "size") if k in parsed.options}
+        return monolingual_text("MSA", **opts)
+    return list(_texts(_load(spec), ("train",))[0])
+
+
 def _texts(corpus: ParallelCorpus, splits: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
     """Unique MSA and dialect sentences (text -> variety code) of the given splits."""
     msa: dict[str, str] = {}
@@ -126,22 +146,23 @@ def _texts(corpus: ParallelCorpus, splits: tuple[str, ...]) -> tuple[dict[str, s
 
 
 def build_mixture(
-    corpus: ParallelCorpus, msa_share: float = 0.85, seed: int = 0, extra_msa: tuple[ParallelCorpus, ...] = ()
+    corpus: ParallelCorpus, msa_share: float = 0.85, seed: int = 0, extra_msa: Iterable[str] = ()
 ) -> tuple[list[str], list[str], dict[str, Any]]:
     """(msa texts, dialect texts, stats): all train MSA, dialect text up to the share's budget.
 
     Dialect sentences are taken round-robin across dialects (each shuffled by `seed`), so a
-    small budget still covers every dialect. `extra_msa` corpora add their train MSA only.
-    Sentences found in any dev or test split are left out.
+    small budget still covers every dialect. `extra_msa` adds monolingual MSA sentences.
+    Sentences found in the corpus's dev or test split are left out.
     """
     msa, dialect = _texts(corpus, ("train",))
-    held_out: set[str] = set()
-    for c in (corpus, *extra_msa):
-        hm, hd = _texts(c, ("dev", "test"))
-        held_out |= set(hm) | set(hd)
-    for c in extra_msa:
-        for t, code in _texts(c, ("train",))[0].items():
-            msa.setdefault(t, code)
+    n_corpus_msa = len(msa)
+    hm, hd = _texts(corpus, ("dev", "test"))
+    held_out = set(hm) | set(hd)
+    for t in extra_msa:
+        t = _clean(t)
+        if t:
+            msa.setdefault(t, "MSA")
+    n_extra = len(msa) - n_corpus_msa
     n_before = len(msa) + len(dialect)
     msa = {t: c for t, c in msa.items() if t not in held_out}
     dialect = {t: c for t, c in dialect.items() if t not in held_out and t not in msa}
@@ -173,6 +194,7 @@ def build_mixture(
                 per_variety[code] += 1
     stats = {
         "msa_texts": len(msa_texts),
+        "msa_texts_added_monolingual": n_extra,
         "dialect_texts": len(chosen),
         "dialect_texts_available": len(dialect),
         "msa_share_chars": round(msa_chars / (msa_chars + chars), 4),
@@ -321,7 +343,8 @@ def pretrain_base(
     report({"stage": "data", "message": "loading the corpus"})
     source = _resolve_source(source, recipe)
     corpus = _load(source)
-    extra = (_load(recipe.extra_msa),) if recipe.extra_msa else ()
+    extra_source = recipe.extra_msa or (source if isinstance(source, str) and _is_offline(source) else None)
+    extra = _monolingual_msa(extra_source) if extra_source else []
     msa_texts, dialect_texts, mixture = build_mixture(corpus, recipe.msa_share, seed, extra)
     texts = msa_texts + dialect_texts
     random.Random(seed).shuffle(texts)
@@ -385,7 +408,7 @@ def pretrain_base(
         "name": name,
         "preset": preset,
         "source": source if isinstance(source, str) else f"corpus:{source.name}",
-        "extra_msa_source": recipe.extra_msa,
+        "extra_msa_source": extra_source,
         "seed": seed,
         "params": model.num_parameters(),
         "architecture": {

@@ -129,13 +129,13 @@ def resolve_user_path(text: str, roots: list[Path] | None = None, must_exist: bo
         raise PathError("a path cannot contain a NUL character")
     allowed = _roots(roots)
     where = ", ".join(str(r) for r in allowed) or "(none)"
-    typed = Path(text).expanduser()
-    candidates = [typed] if typed.is_absolute() else [r / typed for r in allowed] + [Path.cwd() / typed]
     inside: list[Path] = []
     try:
+        typed = Path(text).expanduser()
+        candidates = [typed] if typed.is_absolute() else [r / typed for r in allowed] + [Path.cwd() / typed]
         resolved = [c.resolve() for c in candidates]
-    except (OSError, RuntimeError) as e:  # symlink loops, over-long names
-        raise PathError(f"cannot resolve path {text!r}: {e}") from None
+    except (OSError, RuntimeError, ValueError) as e:  # ~unknown-user, symlink loops, over-long names
+        raise PathError(f"cannot resolve path {text[:200]!r}: {e}") from None
     for path in resolved:
         if _inside(path, allowed):
             inside.append(path)

@@ -245,8 +245,11 @@ def _mean(values: dict | None) -> float | None:
 
 
 def _latest_checkpoint(run: Run) -> Path | None:
-    ckpts = sorted(run.checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return ckpts[-1] if ckpts else None
+    """The newest complete checkpoint: a kill -9 mid-save can leave a newer, partial one."""
+    complete = [p for p in run.checkpoints_dir.glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+                and (p / PROBE_STATE).is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def _training_args(config: RunConfig, run: Run, device: torch.device) -> TrainingArguments:

@@ -16,6 +16,9 @@ _SESSION_MODELS = Path(tempfile.mkdtemp(prefix="dd-test-models-"))
 os.environ["DD_MODELS_DIR"] = str(_SESSION_MODELS)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One BLAS thread per process: tests start several processes (app, jobs, browser) on 2 cores,
+# and spinning threads slowed the tiny trainings several-fold.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -85,9 +88,4 @@ def tiny_base() -> Path:
     as a `base` for load_base / RunConfig."""
     from backend.pretrain import pretrain_base
 
-    try:
-        from backend.data import load_corpus  # noqa: F401
-        source = "offline"
-    except ImportError:  # TEMPORARY until the data layer lands
-        source = make_toy_corpus()
-    return pretrain_base(name="tiny", source=source, preset="tiny", seed=0)
+    return pretrain_base(name="tiny", source="offline", preset="tiny", seed=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend import compare, demo, paths
+from backend import compare, demo, jobs, paths
 from backend.runs import Run, list_runs, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -249,9 +249,11 @@ def test_train_launches_a_background_job_and_shows_it(demo_pair):
     assert at.success and "Queued" in at.success[0].value
     new = [r for r in list_runs() if r.id not in before]
     assert len(new) == 1 and new[0].config().steps == 4
-    deadline = time.time() + 240
-    while time.time() < deadline and new[0].state().get("state") not in ("finished", "failed", "cancelled"):
-        time.sleep(1)
-    assert new[0].state().get("state") == "finished", (new[0].state(), new[0].log_tail())
-    at = _open("train")
-    assert new[0].id in json.dumps(at.dataframe[-1].value.to_dict(orient="records"))
+    try:
+        state = jobs.wait(new[0].id, timeout_s=240)
+        assert state["state"] == "finished", (state, new[0].log_tail())
+        at = _open("train")
+        assert new[0].id in json.dumps(at.dataframe[-1].value.to_dict(orient="records"))
+    finally:
+        if new[0].state().get("state") in jobs.ACTIVE:
+            jobs.cancel(new[0].id, wait_s=30)

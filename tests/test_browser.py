@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import demo, paths
+from backend import demo, jobs, paths
 from backend.runs import list_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -106,6 +106,18 @@ def _settle(page) -> None:
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
 
 
+def _shoot(page, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main container, so the
+    viewport is made as tall as that container's content first."""
+    height = page.evaluate("Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+                           "[data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight), 800)")
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 6000)})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": width, "height": 1100})
+
+
 def _no_traceback(page) -> None:
     body = page.inner_text("body")
     assert "Traceback" not in body and "Something went wrong" not in body, body[:2000]
@@ -115,8 +127,8 @@ def _no_traceback(page) -> None:
 def test_compare_a_sentence_on_the_demo_models(page, server):
     _goto(page, server)
     assert page.inner_text("h1").strip() == "Compare"  # runs exist: the app opens on Compare
-    page.get_by_label("Sentence").fill("أريد أن أشرب القهوة الآن")
-    page.get_by_label("Reference translation (optional, for chrF++)").fill("عايز اشرب قهوة دلوقتي")
+    page.get_by_role("textbox", name="Sentence", exact=True).fill("أريد أن أشرب القهوة الآن")
+    page.get_by_role("textbox", name="Reference translation (optional, for chrF++)").fill("عايز اشرب قهوة دلوقتي")
     page.keyboard.press("Tab")
     _settle(page)
     page.get_by_role("button", name="Compare", exact=True).click()
@@ -129,7 +141,7 @@ def test_compare_a_sentence_on_the_demo_models(page, server):
         style = card.evaluate("e => [getComputedStyle(e).direction, getComputedStyle(e).fontFamily]")
         assert style[0] == "rtl" and "Noto Naskh Arabic" in style[1]
     assert page.get_by_text("chrF++").count() >= 3
-    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    _shoot(page, "compare-result")
 
 
 def test_every_page_renders_and_is_screenshotted(page, server):
@@ -143,14 +155,14 @@ def test_every_page_renders_and_is_screenshotted(page, server):
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)
             page.wait_for_timeout(1000)
         _no_traceback(page)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        _shoot(page, name)
 
 
 def test_launch_a_training_and_watch_it_progress(page, server):
     before = {r.id for r in list_runs()}
     _goto(page, server, "train")
-    page.get_by_label("Data source").fill(TINY.source)
-    page.get_by_label("Steps", exact=True).fill("400")
+    page.get_by_role("textbox", name="Data source").fill(TINY.source)
+    page.get_by_role("spinbutton", name="Steps", exact=True).fill("400")
     page.keyboard.press("Tab")
     _settle(page)
     page.get_by_text("Decoupled only").click()
@@ -158,24 +170,29 @@ def test_launch_a_training_and_watch_it_progress(page, server):
     _no_traceback(page)
     assert page.get_by_text("Estimated duration").count() == 1
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Queued").wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"^Queued \d")).wait_for(timeout=60_000)
     new = [r for r in list_runs() if r.id not in before]
-    assert len(new) == 1 and new[0].config().method == "decoupled" and new[0].config().base == "tiny"
-
-    seen: list[int] = []
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        steps = [int(m) for m in re.findall(r"step (\d+) of 400", page.inner_text("body"))]
-        if steps:
-            seen.append(max(steps))
-        if len(seen) >= 2 and seen[-1] >= seen[0] + 2:
-            break
-        page.wait_for_timeout(1000)
-    assert len(seen) >= 2 and seen[-1] > seen[0], f"progress did not move: {seen}; {new[0].state()}"
-    page.screenshot(path=str(SHOTS / "train-progress.png"), full_page=True)
-    page.get_by_role("button", name="Cancel").first.click()
-    deadline = time.time() + 120
-    while time.time() < deadline and new[0].state().get("state") not in ("cancelled", "finished", "failed"):
-        time.sleep(1)
-    assert new[0].state().get("state") in ("cancelled", "finished"), new[0].state()
-    _no_traceback(page)
+    assert len(new) == 1
+    run = new[0]
+    try:
+        assert run.config().method == "decoupled" and run.config().base == "tiny"
+        seen: list[int] = []
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            steps = [int(m) for m in re.findall(r"step (\d+) of 400", page.inner_text("body"))]
+            if steps:
+                seen.append(max(steps))
+            if len(seen) >= 2 and seen[-1] >= seen[0] + 2:
+                break
+            page.wait_for_timeout(1000)
+        assert len(seen) >= 2 and seen[-1] > seen[0], f"progress did not move: {seen}; {run.state()}"
+        _shoot(page, "train-progress")
+        page.get_by_role("button", name="Cancel", exact=True).first.click()
+        deadline = time.time() + 120
+        while time.time() < deadline and run.state().get("state") not in ("cancelled", "finished", "failed"):
+            time.sleep(1)
+        assert run.state().get("state") in ("cancelled", "finished"), run.state()
+        _no_traceback(page)
+    finally:
+        if run.state().get("state") in jobs.ACTIVE:
+            jobs.cancel(run.id, wait_s=30)

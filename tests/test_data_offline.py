@@ -111,7 +111,7 @@ def test_default_corpus_has_over_20000_distinct_pairs_in_every_variety():
     assert counts["train"] > 7 * counts["dev"] and 0.8 < counts["dev"] / counts["test"] < 1.25
 
 
-@pytest.mark.parametrize("options", [{}, {"msa_overlap": 1.0}, {"source": "ENG", "msa_overlap": 0.0}])
+@pytest.mark.parametrize("options", [{}, {"msa_overlap": 1.0, "size": 1000}, {"source": "ENG", "msa_overlap": 0.0, "size": 1000}])
 def test_splits_share_no_sentence(options):
     corpus = offline.generate_corpus(**options)
     seen: dict[str, str] = {}
@@ -203,5 +203,6 @@ def test_load_corpus_offline_spec_and_keyword_override():
     corpus = load_corpus("offline:msa_overlap=1,seed=2,size=200,source=MSA", msa_overlap=0.0)
     assert corpus.name == "offline:msa_overlap=0,seed=2,size=200,source=MSA"
     assert corpus.pairs == offline.generate_corpus(msa_overlap=0.0, seed=2, size=200).pairs
+    assert load_corpus(corpus.name).pairs == corpus.pairs  # a corpus name is its own spec
     only = load_corpus("offline?size=200&dialects=CAI,MSA")
     assert only.target_varieties() == ["CAI", "MSA"]

@@ -79,7 +79,7 @@ def test_foreground_build_then_reuse(tiny_base):
     again = demo.build_demo(TINY)
     assert again["runs"] == status["runs"] and _finished_ids() == before  # reused, nothing retrained
     per_step, basis = demo.seconds_per_step("tiny", TINY.batch_size)
-    assert per_step > 0 and basis.startswith("measured")
+    assert per_step > 0 and basis.startswith("the median")
     assert demo.demo_ready()
 
 

@@ -60,8 +60,12 @@ def test_source_options():
 def test_ci_experiment_end_to_end(tiny_base, models_root):
     from backend.experiment import run_experiment
 
+    config = load_config(REPO / "experiments" / "ci.yaml")
+    # A sweep whose one setting coincides with the main one: the sweep tables are written
+    # and its runs are the main runs, at no extra training cost.
+    config.sweep = {"param": "lam", "values": [config.decoupled["lam"]]}
     messages: list[str] = []
-    results = run_experiment(REPO / "experiments" / "ci.yaml", progress=messages.append)
+    results = run_experiment(config, progress=messages.append)
     folder = models_root / "experiments" / "ci"
     on_disk = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     assert TOP_KEYS <= set(on_disk) and on_disk["id"] == "ci"
@@ -80,12 +84,11 @@ def test_ci_experiment_end_to_end(tiny_base, models_root):
     for layer in ent["systems"]["decoupled"]["layers"].values():
         assert 0 <= layer["energy_pca"] <= 1 and -1e-6 <= layer["cka"] <= 1 + 1e-6
         assert all(0 <= a <= 90 for a in layer["principal_angles"])
-    assert len(on_disk["sweep"]) == 1 and on_disk["sweep"][0]["setting"] == {"lam": 3.0}
-    # the sweep's baseline is the main baseline: one run, shared
-    assert on_disk["sweep"][0]["runs"]["baseline"] == on_disk["runs"]["baseline"]
-    assert on_disk["sweep"][0]["runs"]["decoupled"] != on_disk["runs"]["decoupled"]
+    assert len(on_disk["sweep"]) == 1 and on_disk["sweep"][0]["setting"] == {"lam": 1.0}
+    assert on_disk["sweep"][0]["runs"] == on_disk["runs"]
+    assert sum(": training " in m for m in messages) == 2  # baseline and decoupled, once each
     md = (folder / "results.md").read_text(encoding="utf-8")
-    assert "| **Average** |" in md and "Modern Standard Arabic (MSA)" in md
+    assert "| **Average** |" in md and "Modern Standard Arabic (MSA)" in md and "## Sweep over lam" in md
     for rel in on_disk["figures"].values():
         assert (folder / rel).is_file()
     assert (folder / "figures" / "plotly.min.js").is_file()
@@ -93,6 +96,20 @@ def test_ci_experiment_end_to_end(tiny_base, models_root):
 
     # a second run finds every stage finished and trains nothing
     again: list[str] = []
-    results2 = run_experiment(REPO / "experiments" / "ci.yaml", progress=again.append)
+    results2 = run_experiment(config, progress=again.append)
     assert not any(": training " in m or "generating" in m or "pretraining" in m for m in again), again
     assert results2["rows"] == results["rows"]
+
+
+@pytest.mark.slow
+def test_evaluate_cli_reads_the_experiment_runs(tiny_base, models_root, capsys):
+    from backend.__main__ import main
+    from backend.experiment import run_experiment
+
+    results = run_experiment(load_config(REPO / "experiments" / "ci.yaml"), progress=lambda m: None)
+    runs = results["runs"]
+    assert main(["evaluate", runs["baseline"], runs["decoupled"], "--skip-existing"]) == 0
+    out = capsys.readouterr().out
+    assert "chrF++: nrefs:1" in out and "| **Average** |" in out
+    assert main(["evaluate", "no-such-run"]) == 2
+    assert "no run named" in capsys.readouterr().err

@@ -161,20 +161,25 @@ def test_a_corrupted_run_folder_does_not_break_the_listing(no_worker, capsys):
     unknown.config_path.write_text(json.dumps({"method": "decoupled", "what": 1}))
     no_config = paths.runs_dir() / "20000101-000000-empty"
     no_config.mkdir()
+    wrong_types = create_run(RunConfig(steps=10, batch_size=2, name="types"))
+    wrong_types.config_path.write_text(json.dumps({"method": "baseline", "dialects": 5}))
+    odd_queue = create_run(RunConfig(steps=10, batch_size=2, name="oddqueue"))
+    write_json_atomic(odd_queue.state_path, {"state": "queued", "queued_at": "soon"})
     listed = {j["id"]: j for j in jobs.list_jobs()}
-    assert listed[good.id]["state"] == "queued" and listed[good.id]["position"] == 1
-    for run_id in (bad_config.id, bad_state.id, unknown.id, no_config.name):
+    assert listed[good.id]["state"] == "queued"
+    assert listed[odd_queue.id]["position"] == 1 and listed[good.id]["position"] == 2
+    for run_id in (bad_config.id, bad_state.id, unknown.id, no_config.name, wrong_types.id):
         assert listed[run_id]["state"] == "corrupt" and listed[run_id]["reason"], run_id
     assert "unknown run settings: what" in listed[unknown.id]["reason"]
     assert jobs.comparable_runs() == []
-    assert len(list(list_runs())) == 5
+    assert len(list(list_runs())) == 7
     for cli, argv in ((jobs_cli, ["list"]), (runs_cli, ["list"])):
         from backend.__main__ import build_parser
 
         command = "jobs" if cli is jobs_cli else "runs"
         assert cli.main(build_parser(command).parse_args([command, *argv])) == 0
         out = capsys.readouterr().out
-        assert out.count("corrupt") >= 4 and good.id in out
+        assert out.count("corrupt") >= 5 and good.id in out
     with pytest.raises(JobError, match="cannot cancel"):
         jobs.cancel(bad_config.id)
 
@@ -247,3 +252,139 @@ def test_queue_order_is_first_in_first_out(no_worker):
     action, run, _ = jobs.queue.next_action(jobs.queue.scan())
     assert action == "start" and run.id == ids[1]
     assert get_run(ids[1]).id == ids[1]
+
+
+def test_simultaneous_launches_queue_in_order_under_the_cap(no_worker, monkeypatch):
+    """Four launches at the same instant from four threads: the queue lock lets exactly
+    `DD_MAX_QUEUE` in, each with its own place."""
+    import threading
+
+    monkeypatch.setenv("DD_MAX_QUEUE", "3")
+    barrier, results = threading.Barrier(4), []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            results.append(jobs.launch(RunConfig(steps=10, batch_size=2, max_train_pairs=10, name=f"t{i}")).id)
+        except LimitError as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    launched = [r for r in results if isinstance(r, str)]
+    assert len(launched) == 3 and sum(isinstance(r, LimitError) for r in results) == 1
+    positions = sorted(j["position"] for j in jobs.list_jobs() if j["state"] == "queued")
+    assert positions == [1, 2, 3]
+
+
+def test_the_cli_lists_shows_cancels_and_explains(no_worker, capsys):
+    from backend.__main__ import main
+
+    run = create_run(RunConfig(steps=10, batch_size=2, name="cli"))
+    write_json_atomic(run.state_path, {"state": "queued", "queued_at": time.time()})
+    assert main(["jobs", "list", "--active"]) == 0
+    assert "#1 in queue" in capsys.readouterr().out
+    assert main(["jobs", "show", run.id]) == 0
+    out = capsys.readouterr().out
+    assert "state            queued" in out and "position         1" in out
+    assert main(["jobs", "cancel", run.id]) == 0
+    assert f"{run.id}: cancelled" in capsys.readouterr().out
+    assert main(["jobs", "resume", run.id]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["jobs", "show", "../etc"]) == 2
+    assert main(["runs", "show", run.id]) == 0
+    assert "steps            10" in capsys.readouterr().out
+    assert main(["jobs", "launch", "--steps", "999999"]) == 2
+    assert "DD_MAX_STEPS" in capsys.readouterr().err
+
+
+# --- real tiny trainings through the real worker ----------------------------------------------
+
+def tiny_config(base: Path, steps: int, **overrides) -> RunConfig:
+    values = dict(method="decoupled", source="offline:size=400", dialects=["CAI", "BEI"], base=str(base),
+                  steps=steps, batch_size=4, max_length=48, probe_every=5, save_every=5)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+@pytest.fixture
+def real_jobs(jobs_root, tiny_base, monkeypatch):
+    # One intra-op thread: on a shared 2-core machine, torch's spinning threads cost the
+    # tiny model ten times its CPU time; the job processes inherit this environment.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return tiny_base
+
+
+def _state(run_id: str) -> str:
+    return jobs.job_status(run_id)["state"]
+
+
+def _at_step(run: Run, step: int):
+    records = run.metrics()
+    return records and records[-1]["step"] >= step
+
+
+@pytest.mark.slow
+def test_kill_9_fails_the_job_and_the_next_queued_one_runs(real_jobs):
+    first = jobs.launch(tiny_config(real_jobs, steps=400, name="long"))
+    second = jobs.launch(tiny_config(real_jobs, steps=4, name="short"))
+    assert _state(second.id) == "queued"
+    poll(lambda: _at_step(first, 1), what="the first job's first step")
+    status = jobs.job_status(first.id)
+    assert status["state"] == "running" and _state(second.id) == "queued"  # one heavy job at a time
+    assert jobs.job_status(second.id)["position"] == 1
+
+    os.kill(status["pid"], signal.SIGKILL)
+    failed = poll(lambda: (s := jobs.job_status(first.id))["state"] != "running" and s, what="the failed state")
+    assert failed["state"] == "failed"
+    assert failed["error"].startswith("the training process was killed by SIGKILL")
+    assert "--- last lines of log.txt ---" in failed["error"] and "decoupled run" in failed["error"]
+    assert not first.has_adapter()
+
+    done = poll(lambda: (s := jobs.job_status(second.id))["state"] not in jobs.ACTIVE and s,
+                what="the second job to finish")
+    assert done["state"] == "finished", done.get("error")
+    assert [r["step"] for r in second.metrics()] == [1, 2, 3, 4]
+    assert {p.suffix for p in second.adapter_dir.iterdir()} <= {".json", ".safetensors", ".md"}
+
+    # Even a complete-looking adapter in the failed run's folder is never offered.
+    import shutil
+
+    shutil.copytree(second.adapter_dir, first.adapter_dir)
+    assert first.has_adapter()
+    assert [r.id for r in jobs.comparable_runs()] == [second.id]
+    poll(lambda: not locks.worker_running(), what="the worker to exit on an empty queue")
+
+
+@pytest.mark.slow
+def test_cancel_then_resume_survives_a_dead_worker(real_jobs):
+    run = jobs.launch(tiny_config(real_jobs, steps=120, name="cancel-me"))
+    poll(lambda: _at_step(run, 3), what="step 3")
+
+    # The worker dies; the job keeps training. The next listing starts a new worker, which
+    # waits for the orphaned job instead of starting another.
+    old_worker = locks.worker_pid()
+    process.send(old_worker, signal.SIGKILL)
+    poll(lambda: not locks.worker_running(), what="the worker lock to be free")
+    waiting = jobs.launch(tiny_config(real_jobs, steps=2, name="waits"))
+    poll(lambda: locks.worker_pid() not in (None, old_worker), what="a new worker")
+    assert _state(run.id) == "running" and _state(waiting.id) == "queued"
+    assert jobs.cancel(waiting.id)["state"] == "cancelled"
+
+    status = jobs.cancel(run.id, wait_s=DEADLINE_S)
+    assert status["state"] == "cancelled", status.get("error")
+    assert "cancelled at step" in run.log_tail(40)
+    assert jobs.has_checkpoint(run) and not run.has_adapter()
+    stopped_at = run.metrics()[-1]["step"]
+    assert 3 <= stopped_at < 120
+    assert run.id not in [r.id for r in jobs.comparable_runs()]
+
+    jobs.resume(run.id)
+    done = poll(lambda: (s := jobs.job_status(run.id))["state"] not in jobs.ACTIVE and s, what="the resumed run")
+    assert done["state"] == "finished", done.get("error")
+    assert run.has_adapter() and [r.id for r in jobs.comparable_runs()] == [run.id]
+    assert [r["step"] for r in run.metrics()] == list(range(1, 121))  # no gap, no repeat
+    assert "resuming decoupled run" in run.log_tail(200)

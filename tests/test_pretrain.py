@@ -120,3 +120,32 @@ def test_generate_cli_prints_one_line_per_text(tiny_base, capsys):
     assert "unknown variety" in capsys.readouterr().err
     assert main(["generate", "--base", str(tiny_base), "--adapter", "no-such-run", "--target", "CAI",
                  "--text", "x"]) == 2
+
+
+@pytest.mark.slow
+def test_dial2msa_recipe_reads_shared_data_and_stays_msa_dominant(dial2msa_dir, monkeypatch):
+    from backend.data import load_corpus
+    from backend.pretrain import _monolingual_msa, _resolve_source
+
+    monkeypatch.setenv("DD_SHARED_DATA", str(dial2msa_dir.parent))
+    source = _resolve_source("offline", PRESETS["dial2msa"])
+    assert source == f"csv:{dial2msa_dir}"
+    corpus = load_corpus(source)
+    msa, dialect, stats = build_mixture(corpus, PRESETS["dial2msa"].msa_share, 0, _monolingual_msa("offline"))
+    assert stats["msa_share_chars"] >= MIN_MSA_SHARE
+    assert set(stats["dialect_varieties"]) == {"EGY", "GLF", "LEV", "MGR"}
+    assert stats["msa_texts_added_monolingual"] > 0
+    dev = {t for p in corpus.pairs if p.split != "train" for t in (p.source, p.target)}
+    assert not (set(msa) | set(dialect)) & dev
+
+
+@pytest.mark.slow
+def test_pretrain_cli_builds_a_named_base(models_root, capsys):
+    from backend.__main__ import main
+
+    assert main(["pretrain", "--name", "cli-tiny", "--preset", "tiny", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "params" in out and "perplexity" in out
+    assert (models_root / "base" / "cli-tiny" / "pretrain.json").is_file()
+    assert main(["pretrain", "--name", "x", "--preset", "tiny", "--source", "nowhere:x"]) == 2
+    assert "unknown corpus source" in capsys.readouterr().err

@@ -59,7 +59,11 @@ def file_name(code: str) -> str:
 def find_files(folder: Path) -> dict[str, Path]:
     """Variety code -> file for every MADAR.corpus.<Name>.tsv whose name the registry knows."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    try:
+        listing = sorted(folder.iterdir())
+    except OSError as e:
+        raise CorpusError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
+    for path in listing:
         m = _FILE.match(path.name)
         if not m or not path.is_file():
             continue

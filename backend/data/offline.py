@@ -22,6 +22,7 @@ share no sentence. The same options always give the same corpus, byte for byte.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections.abc import Iterator
@@ -86,6 +87,7 @@ class Lexicon:
         self._frames: dict[str, list[Frame]] = {}
         self._slot_names: dict[str, tuple[str, ...]] = {}
         self._forms: dict[tuple[str, str, str, str], str] = {}
+        self._patterns: dict[tuple, list] = {}
 
     # ------------------------------------------------------------------ frames
 
@@ -132,29 +134,42 @@ class Lexicon:
                msa_pattern: bool = False) -> str:
         """The frame's sentence in `variety`; slots in `msa_slots` (and the pattern, if
         `msa_pattern`) are rendered in MSA instead."""
-        t = self.templates[frame.template]
         pattern_variety = "MSA" if msa_pattern and variety not in ("MSA", "ENG") else variety
-        pattern = t.get(pattern_variety) or t["AR"]
         values = dict(frame.values)
-        for name in (t.get("vars") or {}):
-            pattern = pattern.replace("$" + name, values[name])
-
-        def slot_variety(name: str) -> str:
-            return "MSA" if name in msa_slots and variety not in ("MSA", "ENG") else variety
-
-        def substitute(m: re.Match[str]) -> str:
-            name, form, agree = m.group(1), m.group(2) or "", m.group(3)
-            v = slot_variety(name)
-            eid = values.get(name, name)
+        mixed = variety not in ("MSA", "ENG")
+        parts = []
+        for token in self._tokens(frame, pattern_variety):
+            if isinstance(token, str):
+                parts.append(token)
+                continue
+            name, form, agree = token
+            v = "MSA" if mixed and name in msa_slots else variety
             gender = "m"
             if agree:
-                gender = self.gender(values[agree], slot_variety(agree))
+                gender = self.gender(values[agree], "MSA" if mixed and agree in msa_slots else variety)
             if form == "obj":
                 form = self.entries[values[self._object_of(frame.template, name)]][1]["object"]
-            return self.form(eid, v, form, gender)
+            parts.append(self.form(values.get(name, name), v, form, gender))
+        return self._finish("".join(parts), variety)
 
-        text = _PLACEHOLDER.sub(substitute, pattern)
-        return self._finish(text, variety)
+    def _tokens(self, frame: Frame, pattern_variety: str) -> list[str | tuple[str, str, str | None]]:
+        """A template's pattern for one variety, vars filled, split into text and placeholders."""
+        t = self.templates[frame.template]
+        var_values = tuple((n, frame.get(n) or "") for n in sorted(t.get("vars") or {}))
+        key = (frame.template, pattern_variety, var_values)
+        if key not in self._patterns:
+            pattern = t.get(pattern_variety) or t["AR"]
+            for name, value in var_values:
+                pattern = pattern.replace("$" + name, value)
+            tokens: list[str | tuple[str, str, str | None]] = []
+            last = 0
+            for m in _PLACEHOLDER.finditer(pattern):
+                tokens.append(pattern[last:m.start()])
+                tokens.append((m.group(1), m.group(2) or "", m.group(3)))
+                last = m.end()
+            tokens.append(pattern[last:])
+            self._patterns[key] = tokens
+        return self._patterns[key]
 
     def _object_of(self, tid: str, slot: str) -> str:
         t = self.templates[tid]
@@ -169,7 +184,7 @@ class Lexicon:
         if variety == "ENG":
             for rx, rep in self.morph["ENG"].get("rewrite", []):
                 text = re.sub(rx, rep, text)
-        else:
+        elif "ـ" in text:  # every join involves a clitic marker
             for rx, rep in self.joins:
                 text = rx.sub(rep, text)
         text = _BEFORE_PUNCT.sub(r"\1", _SPACE.sub(" ", text)).strip()
@@ -312,10 +327,20 @@ def frame_count() -> int:
 def _decisions(frame: Frame, variety: str, seed: int, msa_overlap: float, names: tuple[str, ...]
                ) -> tuple[frozenset[str], bool]:
     """Which slots of this dialect sentence keep their MSA form, and whether the pattern does."""
-    rng = random.Random(f"{seed}|{frame.key}|{variety}")
-    keep_pattern = rng.random() < msa_overlap
-    keep = frozenset(name for name in names if rng.random() < msa_overlap)
-    return keep, keep_pattern
+    draws = _uniforms(f"{seed}|{frame.key}|{variety}", len(names) + 1)
+    keep = frozenset(name for name, u in zip(names, draws[1:]) if u < msa_overlap)
+    return keep, draws[0] < msa_overlap
+
+
+def _uniforms(key: str, n: int) -> list[float]:
+    """n uniform numbers in [0, 1) from a string, the same on every machine and Python."""
+    out: list[float] = []
+    block = 0
+    while len(out) < n:
+        digest = hashlib.blake2b(f"{key}|{block}".encode(), digest_size=64).digest()
+        out.extend(int.from_bytes(digest[i:i + 8], "big") / 2**64 for i in range(0, 64, 8))
+        block += 1
+    return out[:n]
 
 
 def _dialect_sentence(lex: Lexicon, frame: Frame, variety: str, seed: int, msa_overlap: float) -> str:

@@ -72,11 +72,14 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
         except (OSError, ValueError) as e:
             raise CorpusError(f"{text}: cannot be read ({e})") from None
         if is_dir:
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.suffix.lower() in SUFFIXES and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            try:
+                found = sorted(
+                    p for p in path.rglob("*")
+                    if p.suffix.lower() in SUFFIXES and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            except OSError as e:
+                raise CorpusError(f"{path}: cannot list the folder ({e.strerror or e})") from None
             if not found:
                 raise CorpusError(f"{path}: no .csv, .tsv or .jsonl files in this folder")
             files.extend(found)
@@ -102,7 +105,7 @@ def _read_text(path: Path) -> str:
 def _rows(path: Path, text: str) -> Iterator[tuple[int, list[str] | dict]]:
     """(line number, row) for every non-blank row; the header comes first for CSV/TSV."""
     if path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON may hold U+2028
             if not line.strip():
                 continue
             try:

@@ -112,7 +112,7 @@ def layer_entanglement(msa: Tensor, dialect: Tensor, dialect_y: Tensor, msa_fit:
     return {
         "energy_probe": centred_energy(dialect, U_probe, centre) if r else 0.0,
         "energy_pca": centred_energy(dialect, U_pca, centre),
-        "energy_random": max(r, 1) / d,
+        "energy_random": r / d,  # what a random subspace of the probe's rank would hold
         "energy_random_pca": U_pca.shape[1] / d,
         "probe_rank": r,
         "probe_accuracy": probe.accuracy(h_out, y_out),

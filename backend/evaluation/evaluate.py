@@ -238,7 +238,7 @@ def compare_runs(baseline_run: str | Run | Path, decoupled_run: str | Run | Path
         average["bleu_p_value"] = metrics.paired_bootstrap_average(bleu_strata, "bleu", n_samples=n_samples)["p_value"]
         average["p_value_method"] = "stratified paired bootstrap over dialects (macro average)"
     return {
-        "split": be["split"],
+        "split": be["split"], "bootstrap": n_samples,
         "runs": {"baseline": base.id, "decoupled": dec.id},
         "signatures": {"chrf": signature, "bleu": bleu_signature},
         "identifier_accuracy": be["identifier"]["accuracy"],

@@ -59,7 +59,8 @@ def comparison_markdown(table: dict, title: str | None = None) -> str:
     if table.get("msa"):
         lines.append(row(table["msa"]))
     lines.append("")
-    lines.append("p: sacrebleu paired bootstrap (1000 resamples) of decoupled against baseline; the average's "
+    lines.append(f"p: sacrebleu paired bootstrap ({table.get('bootstrap', 1000)} resamples) of decoupled against "
+                 "baseline; the average's "
                  "p is a stratified paired bootstrap over dialects. * p < 0.05. Fidelity / MSA leakage: share "
                  "of outputs the dialect identifier labels as the target dialect / as MSA.")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 from backend import paths, safety
 from backend.errors import JobError, UserError
 from backend.jobs import process
-from backend.jobs.locks import queue_lock, worker_running
+from backend.jobs.locks import queue_lock, worker_pid, worker_running
 from backend.runs import Run, RunConfig, create_run, get_run, list_runs, write_json_atomic
 
 ACTIVE = ("queued", "running")
@@ -82,7 +83,11 @@ def _ours(state: dict[str, Any]) -> bool:
 
 
 def _needs_repair(state: dict[str, Any]) -> bool:
+    """A `running` job whose process is gone, unless the live worker that started it will
+    settle it itself (it knows the exit code) on its next poll."""
     if state.get("state") != "running" or not _ours(state):
+        return False
+    if state.get("worker") not in (None, os.getpid()) and state.get("worker") == worker_pid():
         return False
     if state.get("pid") is None:
         beat = state.get("heartbeat") or state.get("updated") or 0
@@ -162,14 +167,18 @@ def _scan() -> list[tuple[Run, dict[str, Any], str | None]]:
             state, reason = _read_state(run)
             if reason is None and _needs_repair(state):
                 state = repair(run)
-        except OSError as e:
-            state, reason = {"state": "corrupt"}, f"run {run.id}: {e}"
+        except Exception as e:  # one broken folder must never hide the others
+            state, reason = {"state": "corrupt"}, f"run {run.id}: {type(e).__name__}: {e}"
         out.append((run, state, reason))
     return out
 
 
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def _queued(scan: list[tuple[Run, dict[str, Any], str | None]]) -> list[Run]:
-    waiting = [(s.get("queued_at") or 0, r.id, r) for r, s, why in scan if why is None and s["state"] == "queued"]
+    waiting = [(_number(s.get("queued_at")), r.id, r) for r, s, why in scan if why is None and s["state"] == "queued"]
     return [r for _, _, r in sorted(waiting, key=lambda x: (x[0], x[1]))]
 
 
@@ -183,8 +192,9 @@ def list_jobs() -> list[dict[str, Any]]:
     for run, state, reason in scan:
         try:
             status = _status(run, state, reason)
-        except (UserError, OSError) as e:
-            status = {"id": run.id, "state": "corrupt", "reason": str(e), "dir": str(run.dir)}
+        except Exception as e:  # e.g. a config.json with values of the wrong type
+            status = {"id": run.id, "state": "corrupt", "reason": f"run {run.id}: {type(e).__name__}: {e}",
+                      "dir": str(run.dir)}
         if run.id in positions:
             status["position"] = positions[run.id]
         out.append(status)
@@ -277,7 +287,7 @@ def cancel(run_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         if _cancel_requested(run) is None:
             write_json_atomic(run.dir / CANCEL_MARKER, {"at": time.time()})
             run.log(f"cancel requested: SIGTERM sent to process {pid}")
-            process.send(pid, 15)
+            process.send(pid, signal.SIGTERM)
     if wait_s > 0:
         return wait(run_id, timeout_s=wait_s)
     return job_status(run_id)
@@ -289,7 +299,7 @@ def enforce_cancel(run: Run, state: dict[str, Any]) -> None:
     if asked is None or time.time() - asked < cancel_grace_s() or not process_alive_for(state):
         return
     run.log(f"the process did not stop within {cancel_grace_s():.0f} s of SIGTERM: SIGKILL")
-    process.send(state["pid"], 9)
+    process.send(state["pid"], signal.SIGKILL)
 
 
 def wait(run_id: str, timeout_s: float | None = None, poll_s: float = 0.25) -> dict[str, Any]:
