@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app_pages import _ui as ui  # noqa: E402
 from backend.errors import UserError  # noqa: E402
+from pages import _ui as ui  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -38,15 +38,15 @@ def _has_pairs() -> bool:
 
 ready = _has_pairs()
 pages = [
-    st.Page("app_pages/home.py", title="Welcome", icon=":material/home:", default=not ready),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=ready),
+    st.Page("pages/home.py", title="Welcome", icon=":material/home:", default=not ready),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=ready),
 ]
 if not ui.read_only():
-    pages.append(st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"))
+    pages.append(st.Page("pages/train.py", title="Train", icon=":material/model_training:"))
 pages += [
-    st.Page("app_pages/overlap.py", title="Overlap", icon=":material/stacked_line_chart:"),
-    st.Page("app_pages/results.py", title="Results", icon=":material/bar_chart:"),
-    st.Page("app_pages/data.py", title="Data", icon=":material/table_view:"),
+    st.Page("pages/overlap.py", title="Overlap", icon=":material/stacked_line_chart:"),
+    st.Page("pages/results.py", title="Results", icon=":material/bar_chart:"),
+    st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
 ]
 
 page = st.navigation(pages)

@@ -43,10 +43,10 @@ from backend import paths, varieties
 from backend.data.corpus import ParallelCorpus
 from backend.errors import CorpusError, UserError
 from backend.modeling.atomic import atomic_dir
-from backend.modeling.base import is_local_name
 from backend.modeling.device import autocast_dtype, pick_device
 from backend.modeling.tokenizer import train_tokenizer
 from backend.runs import write_json_atomic
+from backend.safety import is_local_name
 
 Progress = Callable[[dict[str, Any]], None]
 

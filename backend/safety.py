@@ -181,10 +181,20 @@ _HUB_ID = re.compile(rf"{_NAME}/{_NAME}")
 _LOCAL_NAME = re.compile(_NAME)
 
 
+def is_hub_id(text: str) -> bool:
+    """`owner/name` as the hub spells it (the one definition models and datasets share)."""
+    return isinstance(text, str) and bool(_HUB_ID.fullmatch(text)) and ".." not in text and "--" not in text
+
+
+def is_local_name(text: str) -> bool:
+    """A name for a folder under models/: letters, digits, '-', '_', '.', and no path."""
+    return isinstance(text, str) and bool(_LOCAL_NAME.fullmatch(text)) and ".." not in text
+
+
 def validate_hub_id(repo_id: str, error: type[UserError] = PathError) -> str:
     """`owner/name` with letters, digits, '-', '_', '.' (at most 96 each), no '..' or '--'."""
     text = repo_id.strip() if isinstance(repo_id, str) else ""
-    if not _HUB_ID.fullmatch(text) or ".." in text or "--" in text:
+    if not is_hub_id(text):
         shown = text[:80] + ("..." if len(text) > 80 else "")
         raise error(
             f"invalid hub id {shown!r}: use owner/name with letters, digits, '-', '_' and '.' "
@@ -199,7 +209,7 @@ def resolve_base_spec(base: str, roots: list[Path] | None = None) -> str:
     text = base.strip() if isinstance(base, str) else ""
     if not text:
         raise PathError("no base model given; use 'default', a folder, or a hub id owner/name")
-    if _LOCAL_NAME.fullmatch(text) and ".." not in text:
+    if is_local_name(text):
         return text
     looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") != 1 or "\\" in text
     if looks_like_path:

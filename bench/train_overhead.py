@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,11 +64,18 @@ def main() -> None:
     if args.child:
         child(args.child, steps, args.base, args.source, args.dialects, args.batch_size)
         return
+    from backend import paths
+
+    # The runs go to a scratch models folder (sharing the real base models), so the app never
+    # lists the benchmark's adapters as a run pair.
+    scratch = Path(tempfile.mkdtemp(prefix="dd-bench-"))
+    (scratch / "base").symlink_to(paths.base_models_dir().resolve(), target_is_directory=True)
+    env = {**os.environ, "DD_MODELS_DIR": str(scratch)}
     results = {}
     for method in ("baseline", "decoupled"):
         cmd = [sys.executable, __file__, "--child", method, "--steps", str(steps), "--base", args.base,
                "--source", args.source, "--dialects", args.dialects, "--batch-size", str(args.batch_size)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             sys.exit(f"{method} run failed:\n{proc.stderr[-2000:]}")

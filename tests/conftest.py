@@ -47,38 +47,13 @@ def madar_english_tsv() -> Path:
 
 # --- model fixtures (backend.modeling / backend.pretrain) ---------------------------------
 
-_TOY_MSA_WORDS = (
-    "ذهب الولد إلى السوق في الصباح وأكل الخبز مع أصدقائه ثم عاد إلى البيت كان الطقس جميلا "
-    "جدا اليوم أريد أن أشرب القهوة الآن لماذا لا تأتي معنا هذا الكتاب"
-).split()
-_TOY_DIALECT_WORDS = {
-    "CAI": {"أريد": "عايز", "جدا": "قوي", "ذهب": "راح", "الآن": "دلوقتي", "لماذا": "ليه", "هذا": "ده"},
-    "BEI": {"أريد": "بدي", "جدا": "كتير", "ذهب": "راح", "الآن": "هلق", "لماذا": "ليش", "هذا": "هيدا"},
-    "RIY": {"أريد": "أبغى", "جدا": "مرة", "ذهب": "راح", "الآن": "الحين", "لماذا": "ليش", "هذا": "هذا"},
-}
-
-
-def make_toy_corpus(n: int = 150, seed: int = 0):
-    """A small MSA -> {CAI, BEI, RIY} corpus built from word lists (70/15/15 split), for tests that
-    need a ParallelCorpus without the data layer. Dialect sides swap a few marker words."""
-    import random
-
-    from backend.data.corpus import Pair, ParallelCorpus
-
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n):
-        words = [rng.choice(_TOY_MSA_WORDS) for _ in range(rng.randint(4, 10))]
-        split = "train" if i < n * 0.7 else ("dev" if i < n * 0.85 else "test")
-        for dialect, subs in _TOY_DIALECT_WORDS.items():
-            target = " ".join(subs.get(w, w) for w in words)
-            pairs.append(Pair(f"toy-{i}-{dialect}", " ".join(words), "MSA", target, dialect, split))
-    return ParallelCorpus("toy", pairs)
-
-
 @pytest.fixture(scope="session")
 def toy_parallel_corpus():
-    return make_toy_corpus()
+    """A small slice of the offline corpus: 150 frames, MSA -> {CAI, BEI, RIY}, for tests that
+    need a quick ParallelCorpus with all three splits."""
+    from backend.data import load_corpus
+
+    return load_corpus("offline:size=150", dialects="CAI,BEI,RIY")
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ def _app() -> AppTest:
 def _open(page: str | None = None) -> AppTest:
     at = _app().run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     _assert_clean(at)
     return at
 
@@ -97,7 +97,7 @@ def test_read_only_mode_hides_train_and_the_build_button(empty_models, monkeypat
     at = _open()
     assert not at.button and "read-only" in _texts(at) and "**Train**" not in _texts(at)
     with pytest.raises(ValueError):
-        at.switch_page("app_pages/train.py")
+        at.switch_page("pages/train.py")
 
 
 # --- compare -------------------------------------------------------------------------------

@@ -42,9 +42,9 @@ def test_probe_recovers_a_planted_subspace_with_its_rank():
 
 def test_an_unused_probe_prunes_to_rank_zero_on_label_noise():
     g = torch.Generator().manual_seed(1)
-    h, y = torch.randn(2000, 16, generator=g), torch.randint(0, 2, (2000,), generator=g)
     probe = VariationalProbe(d=16, n_classes=2, k_max=4)
-    for _ in range(30):
+    for _ in range(30):  # a fresh batch each update, as in training: the KL is spread over all seen
+        h, y = torch.randn(200, 16, generator=g), torch.randint(0, 2, (200,), generator=g)
         probe.fit(h, y, steps=20)
     assert probe.subspace().shape[1] == 0
 
@@ -115,3 +115,16 @@ def test_default_layers_are_middle_to_upper_and_valid():
         layers = default_layers(n)
         assert layers and all(1 <= l <= n for l in layers)
         assert min(layers) >= n // 2 or n <= 2
+
+
+def test_probe_keeps_its_subspace_over_a_stream_of_small_batches():
+    # Regression: with the KL divided by the batch size alone, the KL outweighed the
+    # likelihood and the probe collapsed to its prior (rank 0) after a few updates.
+    h, y, P = planted(n=9_000, d=128, k=3, seed=2, separation=1.0)
+    probe = VariationalProbe(d=128, n_classes=4, k_max=8, seed=0)
+    ranks = []
+    for i in range(30):
+        probe.fit(h[i * 300:(i + 1) * 300], y[i * 300:(i + 1) * 300], steps=20)
+        ranks.append(probe.subspace().shape[1])
+    assert min(ranks) == 3
+    assert largest_principal_angle(probe.subspace(), P) < 30.0

@@ -204,7 +204,7 @@ def _sources() -> list[Path]:
     for extra in ("app.py",):
         if (REPO / extra).is_file():
             files.append(REPO / extra)
-    for folder in ("pages", "app_pages", "bench"):
+    for folder in ("pages", "bench"):
         if (REPO / folder).is_dir():
             files += list((REPO / folder).rglob("*.py"))
     return files

@@ -13,9 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-MAX_TEXT_CHARS = 1000
-
-
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default=None, help="'default', a name under models/base, a folder or a hub id "
                                                  "(default: the run's base, else 'default')")
@@ -60,23 +57,20 @@ def resolve_adapter(spec: str) -> tuple[Path, dict | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend import varieties
-    from backend.errors import LimitError
+    from backend import safety, varieties
     from backend.modeling import format_prompt, generate, load_adapter, load_base
     from backend.modeling.tokenizer import PROMPT_FORMAT
 
     target = varieties.code(args.target)
     source_variety = varieties.code(args.source_variety)
-    for text in args.text:
-        if len(text) > MAX_TEXT_CHARS:
-            raise LimitError(f"--text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}")
+    texts = [safety.check_text(t, "--text") for t in args.text]  # the same caps as the Compare page
     adapter, run_config = resolve_adapter(args.adapter) if args.adapter else (None, None)
     base = args.base or (run_config or {}).get("base") or "default"
     template = (run_config or {}).get("prompt_format") or PROMPT_FORMAT
     model, tokenizer = load_base(base)
     if adapter is not None:
         model = load_adapter(model, adapter, "adapter")
-    prompts = [format_prompt(t, source_variety, target, template) for t in args.text]
+    prompts = [format_prompt(t, source_variety, target, template) for t in texts]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, num_beams=args.beams,
                        do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     for line in outputs:

@@ -12,7 +12,6 @@ folder that is there is always a complete, loadable dataset, so later calls work
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,14 +20,10 @@ from backend import paths
 from backend.data.corpus import ParallelCorpus
 from backend.data.tabular import load_tabular
 from backend.errors import CorpusError
+from backend.safety import is_hub_id
 
 PATTERNS = ["*.csv", "*.tsv", "*.jsonl", "**/*.csv", "**/*.tsv", "**/*.jsonl"]
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
-_REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$")
-
-
-def is_repo_id(text: str) -> bool:
-    return bool(_REPO_ID.match(text)) and ".." not in text and "--" not in text
+is_repo_id = is_hub_id  # the hub spells dataset ids like model ids
 
 
 def datasets_dir() -> Path:

@@ -11,7 +11,6 @@ time and never passes for a finished one. Remote code runs only when the user se
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ import torch
 from backend import paths
 from backend.errors import ModelLoadError
 from backend.modeling.device import pick_device
+from backend.safety import is_hub_id, is_local_name, trust_remote_code
 
 DEFAULT_BASE = "default"
 # Weights, configs and tokenizers only: no pickles, no code, no optimizer states.
@@ -27,24 +27,6 @@ HUB_FILES = [
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "*.tiktoken", "chat_template.*",
 ]
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
-_HUB_ID = re.compile(rf"^{_NAME}/{_NAME}$")
-_LOCAL_NAME = re.compile(rf"^{_NAME}$")
-
-
-def trust_remote_code() -> bool:
-    return os.environ.get("DD_TRUST_REMOTE_CODE") == "1"
-
-
-def is_local_name(text: str) -> bool:
-    """A name for a folder under models/base: letters, digits, '-', '_', '.' and no path."""
-    return bool(_LOCAL_NAME.match(text)) and ".." not in text
-
-
-def is_hub_id(text: str) -> bool:
-    return bool(_HUB_ID.match(text)) and ".." not in text and "--" not in text
-
-
 def hub_cache_dir() -> Path:
     return paths.models_dir() / "hub"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import _ui as ui
 from backend import demo, jobs, paths, safety, varieties
 from backend.errors import UserError
 from backend.runs import RunConfig
+from pages import _ui as ui
 
 D = RunConfig()
 METHODS = {

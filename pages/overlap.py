@@ -13,9 +13,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages import _ui as ui
 from backend import compare
 from backend.errors import UserError
+from pages import _ui as ui
 
 SYSTEM_ORDER = ["base", "baseline", "decoupled"]
 

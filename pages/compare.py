@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _ui as ui
 from backend import compare, safety, varieties
 from backend.errors import UserError
+from pages import _ui as ui
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -32,7 +32,7 @@ st.title("Compare")
 pairs = compare.find_pairs()
 if not pairs:
     st.info("There is no finished run pair (a baseline and a decoupled adapter trained alike) yet.")
-    st.page_link("app_pages/home.py", label="Build the demo models on the Welcome page", icon=":material/home:")
+    st.page_link("pages/home.py", label="Build the demo models on the Welcome page", icon=":material/home:")
     st.stop()
 
 by_key = {p.key: p for p in pairs}

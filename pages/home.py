@@ -10,8 +10,8 @@ import time
 
 import streamlit as st
 
-from app_pages import _ui as ui
 from backend import demo
+from pages import _ui as ui
 
 st.title("Dialect decoupling")
 st.markdown(
@@ -25,7 +25,7 @@ with ui.shown_errors("Listing the trained models"):
     ready = demo.demo_ready()
     if ready:
         st.success("Trained models are ready.")
-        st.page_link("app_pages/compare.py", label="Compare their outputs side by side", icon=":material/compare_arrows:")
+        st.page_link("pages/compare.py", label="Compare their outputs side by side", icon=":material/compare_arrows:")
 
 
 STAGE_LABELS = {

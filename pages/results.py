@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import _ui as ui
 from backend import compare
 from backend.errors import UserError
+from pages import _ui as ui
 
 ALPHA = 0.05
 COLUMNS = ["variety", "name", "n", "baseline_chrf", "decoupled_chrf", "delta", "p_value", "baseline_bleu",

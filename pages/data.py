@@ -11,11 +11,11 @@ import html
 import pandas as pd
 import streamlit as st
 
-from app_pages import _ui as ui
 from backend import varieties
 from backend.data import SPLITS, load_corpus
 from backend.errors import UserError
 from backend.safety import resolve_source_spec
+from pages import _ui as ui
 
 PAGE_SIZE = 25
 
