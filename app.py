@@ -24,6 +24,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 st.set_page_config(page_title="Dialect decoupling", page_icon=":material/translate:", layout="wide")
 st.markdown(ui.CSS, unsafe_allow_html=True)
+ui.password_gate()  # a live demo's password (secrets.toml or DD_PASSWORD); no gate when unset
 
 
 def _has_pairs() -> bool:

@@ -6,6 +6,7 @@ Not a page (st.navigation in app.py lists the pages explicitly). Nothing here lo
 from __future__ import annotations
 
 import contextlib
+import hmac
 import html
 import logging
 import os
@@ -45,6 +46,33 @@ CSS = f"""
 def read_only() -> bool:
     """DD_READ_ONLY=1: a public demo that can compare and browse but not train or build."""
     return os.environ.get("DD_READ_ONLY", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def demo_password() -> str | None:
+    """The password a live demo asks for: `password` in .streamlit/secrets.toml, else the
+    DD_PASSWORD environment variable; None (no gate) when neither is set."""
+    try:
+        value = st.secrets.get("password")
+    except Exception:  # noqa: BLE001 - no secrets file is the normal case
+        value = None
+    value = value or os.environ.get("DD_PASSWORD")
+    return str(value) if value else None
+
+
+def password_gate() -> None:
+    """Stop the script until this browser session has typed the demo password."""
+    expected = demo_password()
+    if expected is None or st.session_state.get("dd_authenticated"):
+        return
+    st.title("Dialect decoupling")
+    typed = st.text_input("Password", type="password", key="dd_password")
+    if typed:
+        if hmac.compare_digest(typed.encode("utf-8"), expected.encode("utf-8")):
+            st.session_state["dd_authenticated"] = True
+            st.session_state.pop("dd_password", None)
+            st.rerun()
+        st.error("Wrong password.")
+    st.stop()
 
 
 def rtl_html(text: str, css_class: str = "", tag: str = "div") -> str:

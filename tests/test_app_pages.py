@@ -100,6 +100,18 @@ def test_read_only_mode_hides_train_and_the_build_button(empty_models, monkeypat
         at.switch_page("pages/train.py")
 
 
+def test_a_demo_password_gates_every_page(empty_models, monkeypatch):
+    monkeypatch.setenv("DD_PASSWORD", "sesame")
+    at = _open()
+    assert [t.label for t in at.text_input] == ["Password"] and not at.button
+    at.text_input(key="dd_password").input("wrong").run()
+    assert "Wrong password." in [e.value for e in at.error]
+    assert "Build the demo models" not in [b.label for b in at.button]
+    at.text_input(key="dd_password").input("sesame").run()
+    _assert_clean(at)
+    assert [b.label for b in at.button] == ["Build the demo models"] and not at.text_input
+
+
 # --- compare -------------------------------------------------------------------------------
 
 @pytest.mark.slow
