@@ -76,6 +76,7 @@ def _fidelity_figure(rows: pd.DataFrame) -> go.Figure:
         if col in rows and rows[col].notna().any():
             fig.add_bar(name=name, x=labels, y=rows[col], marker_color=color)
     fig.update_layout(barmode="group", height=380, yaxis_title="share of outputs", yaxis_tickformat=".0%",
+                      yaxis_range=[0, 1],
                       title="Dialect fidelity (labelled as the target) and MSA leakage (labelled MSA)",
                       margin={"t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.12, "x": 0, "xanchor": "left", "yanchor": "top"})

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default=None, help="'default', a name under models/base, a folder or a hub id "
                                                  "(default: the run's base, else 'default')")

@@ -26,6 +26,12 @@ def main(args: argparse.Namespace) -> int:
     def on_progress(event: dict) -> None:
         if event.get("stage") != "train" and event.get("message"):
             print(f"[{event['stage']}] {event['message']}", file=sys.stderr, flush=True)
+        elif not sys.stderr.isatty() and event.get("step"):  # no progress bar in a log file: a line per 10%
+            step, steps = event["step"], event.get("steps") or 0
+            if steps and step % max(1, steps // 10) == 0:
+                loss = event.get("loss")
+                print(f"[train] step {step}/{steps}" + (f" loss {loss:.3f}" if loss is not None else "")
+                      + f" ({event.get('elapsed', 0):.0f} s)", file=sys.stderr, flush=True)
 
     path = pretrain_base(name=args.name, source=args.source, preset=args.preset, steps=args.steps,
                          seed=args.seed, on_progress=on_progress)
