@@ -125,6 +125,29 @@ class VariationalProbe(nn.Module):
         self.n_updates += 1
         return float(loss.detach())
 
+    def resume_state(self) -> dict[str, Tensor]:
+        """The optimizer's moments and the sampling generator, as flat tensors: without
+        them a resumed run restarts Adam from zero and its first probe updates jump."""
+        out = {"gen": self._gen.get_state()}
+        if self._opt is not None:
+            for i, state in self._opt.state_dict()["state"].items():
+                for key, t in state.items():
+                    out[f"opt.{i}.{key}"] = torch.as_tensor(t).detach().cpu().contiguous()
+        return out
+
+    def load_resume_state(self, state: dict[str, Tensor]) -> None:
+        if "gen" in state:
+            self._gen.set_state(state["gen"])
+        moments: dict[int, dict[str, Tensor]] = {}
+        for name, t in state.items():
+            if name.startswith("opt."):
+                _, i, key = name.split(".", 2)
+                moments.setdefault(int(i), {})[key] = t.clone()
+        if moments:
+            self._opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+            groups = self._opt.state_dict()["param_groups"]
+            self._opt.load_state_dict({"state": moments, "param_groups": groups})
+
     @torch.no_grad()
     def accuracy(self, h: Tensor, y: Tensor) -> float:
         """MSA-vs-dialect accuracy (class 0 against the rest), the figure the method reports:
@@ -318,6 +341,8 @@ class MSASubspaceEstimator:
         for l in self.layers:
             for name, t in self.probes[l].state_dict().items():
                 out[f"probe.{l}.{name}"] = t.detach().cpu().contiguous()
+            for name, t in self.probes[l].resume_state().items():
+                out[f"resume.{l}.{name}"] = t
             out[f"means.{l}"] = self.means[l].contiguous()
             out[f"basis.{l}"] = self.bases[l].contiguous()
             out[f"pca.{l}.mean"], out[f"pca.{l}.cov"] = self.pcas[l].mean, self.pcas[l].cov
@@ -329,6 +354,8 @@ class MSASubspaceEstimator:
         for l in self.layers:
             probe_state = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"probe.{l}.")}
             self.probes[l].load_state_dict(probe_state)
+            self.probes[l].load_resume_state({k.split(".", 2)[2]: v for k, v in state.items()
+                                              if k.startswith(f"resume.{l}.")})
             self.means[l] = state[f"means.{l}"].clone()
             self.bases[l] = state[f"basis.{l}"].clone()
             self.pcas[l].mean, self.pcas[l].cov = state[f"pca.{l}.mean"], state[f"pca.{l}.cov"]

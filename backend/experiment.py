@@ -11,7 +11,10 @@ The experiment id is the config's `name`. Every stage's result is cached on disk
 skips what is finished, resumes a half-trained run from its last checkpoint, and redoes
 only what a changed config invalidates. A `sweep` (over a corpus option such as
 `msa_overlap`, or over any run setting such as `lam`) repeats the pipeline per value and
-adds one table per setting plus a summary; settings that coincide share their runs.
+adds one table per setting plus a summary; settings that coincide share their runs. A list
+of sweeps varies one setting at a time around the main one. A sweep over a setting that
+only the penalty uses (lam, layers, probe cadence...) retrains the decoupled run alone: the
+baseline, which has no penalty, is the main setting's.
 
 Config (YAML or JSON; every key but `name` optional):
 
@@ -23,7 +26,7 @@ Config (YAML or JSON; every key but `name` optional):
     decoupled: {lam: 1.0}            # settings for the decoupled run only
     evaluation: {split: test, max_sentences: 200, batch_size: 16, max_new_tokens: 48}
     entanglement: {enabled: true, max_pairs: 32, layers: null, k: 8, probe_steps: 300}
-    sweep: {param: msa_overlap, values: [0.2, 0.5, 0.8]}
+    sweep: {param: msa_overlap, values: [0.2, 0.5, 0.8]}   # or a list of such
     seed: 0
 """
 
@@ -47,6 +50,8 @@ from backend.runs import DEFAULT_DIALECTS, Run, RunConfig, create_run, write_jso
 
 Progress = Callable[[str], None]
 _RUN_FIELDS = {f.name for f in fields(RunConfig)}
+# Settings that change nothing in a run without the penalty (lambda = 0).
+PENALTY_ONLY = {"lam", "lam_warmup", "layers", "probe_every", "probe_rank", "probe_steps", "probe_batch", "subspace"}
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -92,7 +97,7 @@ class ExperimentConfig:
     decoupled: dict[str, Any] = field(default_factory=dict)
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     entanglement: EntanglementSpec = field(default_factory=EntanglementSpec)
-    sweep: dict[str, Any] | None = None
+    sweep: list[dict[str, Any]] | None = None
     seed: int = 0
     description: str = ""
 
@@ -154,14 +159,27 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     if config.evaluation.split == "train":
         raise UserError("evaluating on the training split says nothing; use dev or test")
     if config.sweep is not None:
-        sweep = config.sweep
-        if not isinstance(sweep, dict) or "param" not in sweep or not isinstance(sweep.get("values"), list) \
-                or not sweep["values"]:
-            raise UserError("`sweep` needs `param` and a non-empty list of `values`")
-        if sweep["param"] in {"method", "dialects", "base", "name"}:
-            raise UserError(f"cannot sweep over {sweep['param']!r}")
+        config.sweep = _sweeps(config.sweep)
     experiment_id(config.name)
     return config
+
+
+def _sweeps(sweep: Any) -> list[dict[str, Any]]:
+    """`{param, values}` or a list of them, checked."""
+    items = sweep if isinstance(sweep, list) else [sweep]
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or "param" not in item or not isinstance(item.get("values"), list) \
+                or not item["values"]:
+            raise UserError("`sweep` needs `param` and a non-empty list of `values` (or a list of such)")
+        if item["param"] in {"method", "dialects", "base", "name", "seed", "source"}:
+            raise UserError(f"cannot sweep over {item['param']!r}")
+        out.append({"param": str(item["param"]), "values": list(item["values"])})
+    return out
+
+
+def sweep_params(config: ExperimentConfig) -> list[str]:
+    return list(dict.fromkeys(s["param"] for s in config.sweep or []))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -212,15 +230,14 @@ def settings(config: ExperimentConfig) -> tuple[Setting, list[Setting]]:
     """The main setting and the sweep's settings (empty without a sweep)."""
     main = Setting("main", {}, expand_source(config.source), dict(config.train), dict(config.decoupled))
     out = []
-    if config.sweep:
-        param = config.sweep["param"]
-        for value in config.sweep["values"]:
+    for sweep in config.sweep or []:
+        param = sweep["param"]
+        for value in sweep["values"]:
             s = Setting(f"{param}={value}", {param: value}, main.source, dict(main.train), dict(main.decoupled))
-            if param in _RUN_FIELDS:
-                if param == "lam":
-                    s.decoupled["lam"] = value
-                else:
-                    s.train[param] = value
+            if param in PENALTY_ONLY:
+                s.decoupled[param] = value
+            elif param in _RUN_FIELDS:
+                s.train[param] = value
             else:
                 s.source = with_source_option(main.source, param, value)
             out.append(s)
@@ -518,7 +535,7 @@ class Experiment:
                                  "entanglement": (s["entanglement"] or {}).get("systems") and {
                                      name: v["mean"] for name, v in s["entanglement"]["systems"].items()}}
                                 for s in sweep]
-            results["sweep_param"] = self.config.sweep["param"]
+            results["sweep_param"] = ", ".join(sweep_params(self.config))
         return results
 
     def _figures(self, main: dict, sweep: list[dict], report) -> dict[str, str]:

@@ -168,5 +168,5 @@ if signatures:
                 st.json(data[key], expanded=False)
 sweep = data.get("sweep")
 if isinstance(sweep, list) and sweep:
-    with st.expander("λ sweep"):
+    with st.expander(f"Sweep over {data.get('sweep_param') or 'settings'}"):
         st.dataframe(pd.DataFrame(sweep), hide_index=True)

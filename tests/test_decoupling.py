@@ -110,6 +110,26 @@ def test_estimator_state_round_trips_through_safetensors(tmp_path):
         assert torch.equal(other.means[l], est.means[l])
 
 
+def test_a_resumed_estimator_continues_exactly_as_the_uninterrupted_one(tmp_path):
+    """Checkpoint, reload into a fresh estimator, update both on the same batch: the same
+    probe and subspace, because Adam's moments and the sampling generator are restored too."""
+    g = torch.Generator().manual_seed(5)
+    batches = [({l: torch.randn(40, 8, generator=g) + 1 for l in (2, 3)},
+                {l: torch.randn(40, 8, generator=g) for l in (2, 3)}, torch.randint(1, 3, (40,), generator=g))
+               for _ in range(3)]
+    est = MSASubspaceEstimator([2, 3], d=8, n_classes=3, k_max=3)
+    for b in batches[:2]:
+        est.update(*b)
+    save_file(est.state_dict(), str(tmp_path / "s.safetensors"))
+    resumed = MSASubspaceEstimator([2, 3], d=8, n_classes=3, k_max=3)
+    resumed.load_state_dict(load_file(str(tmp_path / "s.safetensors")))
+    est.update(*batches[2])
+    resumed.update(*batches[2])
+    for l in (2, 3):
+        assert torch.allclose(resumed.probes[l].mu, est.probes[l].mu, atol=1e-6)
+        assert torch.allclose(resumed.bases[l], est.bases[l], atol=1e-5)
+
+
 def test_default_layers_are_middle_to_upper_and_valid():
     for n in (1, 2, 4, 6, 12, 32):
         layers = default_layers(n)

@@ -19,7 +19,7 @@ TOP_KEYS = {"id", "name", "config", "hardware", "created", "signatures", "identi
 
 
 def test_shipped_configs_parse():
-    for name in ("ci", "offline", "dial2msa"):
+    for name in ("ci", "offline", "dial2msa", "offline-tuning"):
         config = load_config(REPO / "experiments" / f"{name}.yaml")
         assert config.id == name
     offline = load_config(REPO / "experiments" / "offline.yaml")
@@ -30,6 +30,23 @@ def test_shipped_configs_parse():
     d2m = load_config(REPO / "experiments" / "dial2msa.yaml")
     assert d2m.dialects == ["EGY", "GLF", "LEV", "MGR"] and d2m.base.preset == "dial2msa"
     assert d2m.evaluation.split == "dev"  # Dial2MSA has no test files: its dev split is the test set
+
+
+def test_a_list_of_sweeps_varies_one_setting_at_a_time():
+    tuning = load_config(REPO / "experiments" / "offline-tuning.yaml")
+    assert tuning.evaluation.split == "dev"  # tuning never looks at the test split
+    main, sweep = settings(tuning)
+    assert [s.label for s in sweep] == ["lam=0.3", "lam=3.0", "layers=[1, 2, 3, 4, 5, 6]", "probe_every=50",
+                                        "lora_rank=16"]
+    by_label = {s.label: s for s in sweep}
+    # penalty-only settings leave the baseline's training settings alone (it is shared) ...
+    for label in ("lam=3.0", "layers=[1, 2, 3, 4, 5, 6]", "probe_every=50"):
+        assert by_label[label].train == main.train and by_label[label].decoupled != main.decoupled
+    assert by_label["probe_every=50"].decoupled["probe_every"] == 50
+    # ... while the LoRA rank changes both runs, so both are retrained
+    assert by_label["lora_rank=16"].train["lora_rank"] == 16
+    with pytest.raises(UserError, match="sweep over 'seed'"):
+        config_from_dict({"name": "x", "sweep": [{"param": "lam", "values": [1]}, {"param": "seed", "values": [1]}]})
 
 
 def test_config_errors_are_user_errors(tmp_path):
