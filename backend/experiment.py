@@ -179,7 +179,7 @@ def _sweeps(sweep: Any) -> list[dict[str, Any]]:
 
 
 def sweep_params(config: ExperimentConfig) -> list[str]:
-    return list(dict.fromkeys(s["param"] for s in config.sweep or []))
+    return list(dict.fromkeys(s["param"] for s in (_sweeps(config.sweep) if config.sweep else [])))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -230,7 +230,7 @@ def settings(config: ExperimentConfig) -> tuple[Setting, list[Setting]]:
     """The main setting and the sweep's settings (empty without a sweep)."""
     main = Setting("main", {}, expand_source(config.source), dict(config.train), dict(config.decoupled))
     out = []
-    for sweep in config.sweep or []:
+    for sweep in _sweeps(config.sweep) if config.sweep else []:
         param = sweep["param"]
         for value in sweep["values"]:
             s = Setting(f"{param}={value}", {param: value}, main.source, dict(main.train), dict(main.decoupled))
@@ -379,7 +379,7 @@ class Experiment:
         # The name is left out so that settings that coincide (a baseline is the same in a
         # lambda sweep) share one run.
         key = {"run": {k: v for k, v in config.to_dict().items() if k != "name"}, "base": base_fp}
-        record = self._cached("run", key)
+        record = self._cached("run", key) or self._shared_run(key)
         label = f"{config.method} ({config.name})"
         if record:
             run = Run(paths.runs_dir() / record["run"])
@@ -394,6 +394,23 @@ class Experiment:
         self.cache.put("run", key, {"run": run.id})
         self.say(f"{label}: training {run.id} ({config.steps} steps, lambda {config.lam})", "train")
         return self._train(train, config, run, False)
+
+    def _shared_run(self, key: Any) -> dict | None:
+        """A finished run with exactly these settings and base, trained by another
+        experiment (a tuning sweep repeats the main setting): reused, not retrained."""
+        if self.fresh:
+            return None
+        name = self.cache.path("run", key).name
+        for other in sorted(self.dir.parent.glob(f"*/stages/{name}")):
+            try:
+                record = json.loads(other.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            run = Run(paths.runs_dir() / str(record.get("run")))
+            if run.dir.is_dir() and run.has_adapter() and run.state().get("state") == "finished":
+                self.say(f"reusing {run.id}, trained with the same settings by experiment {other.parent.parent.name}")
+                return self.cache.put("run", key, {"run": run.id})
+        return None
 
     def _train(self, train, config: RunConfig, run: Run, resume: bool) -> Run:
         every = max(1, config.steps // 10)

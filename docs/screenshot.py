@@ -1,6 +1,6 @@
 """Take the README's screenshot of the Compare page from the models under DD_MODELS_DIR.
 
-    python docs/screenshot.py [--text "..."] [--target CAI] [--out docs/compare.png]
+    python docs/screenshot.py [--text "..."] [--target Cairo] [--pair LABEL_PART] [--reference "..."]
 
 Starts `streamlit run app.py` on a free local port, opens it in Debian's headless Chromium
 (through the playwright package, never `playwright install`), compares one sentence on the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--text", default="هل يوجد مطعم قريب من الفندق؟ أريد أن آكل الآن")
     ap.add_argument("--target", default="Cairo")
+    ap.add_argument("--pair", default="", help="part of the run pair's label to pick (default: the newest pair)")
+    ap.add_argument("--reference", default="", help="a reference translation, for the chrF++ shown")
     ap.add_argument("--out", default=str(REPO / "docs" / "compare.png"))
     args = ap.parse_args()
     port = _free_port()
@@ -62,12 +65,20 @@ def main() -> None:
             page.goto(url)
             page.wait_for_selector("h1")
             _settle(page)
+            if args.pair:
+                page.get_by_test_id("stSelectbox").nth(0).click()
+                page.get_by_role("option").filter(has_text=args.pair).first.click()
+                _settle(page)
             page.get_by_test_id("stSelectbox").nth(1).click()
             page.get_by_role("option", name=args.target).first.click()
             _settle(page)
             page.get_by_role("textbox", name="Sentence", exact=True).fill(args.text)
             page.keyboard.press("Tab")
             _settle(page)
+            if args.reference:
+                page.get_by_role("textbox", name=re.compile("^Reference")).fill(args.reference)
+                page.keyboard.press("Tab")
+                _settle(page)
             page.get_by_role("button", name="Compare", exact=True).click()
             page.get_by_text("one batched call").wait_for()
             _settle(page)

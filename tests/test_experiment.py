@@ -19,7 +19,7 @@ TOP_KEYS = {"id", "name", "config", "hardware", "created", "signatures", "identi
 
 
 def test_shipped_configs_parse():
-    for name in ("ci", "offline", "dial2msa", "offline-tuning"):
+    for name in ("ci", "offline", "dial2msa", "offline-tuning", "offline-selected"):
         config = load_config(REPO / "experiments" / f"{name}.yaml")
         assert config.id == name
     offline = load_config(REPO / "experiments" / "offline.yaml")
@@ -116,6 +116,19 @@ def test_ci_experiment_end_to_end(tiny_base, models_root):
     results2 = run_experiment(config, progress=again.append)
     assert not any(": training " in m or "generating" in m or "pretraining" in m for m in again), again
     assert results2["rows"] == results["rows"]
+
+    # another experiment with the same run settings reuses both runs, and a sweep over a
+    # setting only the penalty uses retrains the decoupled run alone (the baseline is shared)
+    other = load_config(REPO / "experiments" / "ci.yaml")
+    other.name, other.entanglement.enabled = "ci-other", False
+    other.sweep = [{"param": "probe_every", "values": [3]}]
+    third: list[str] = []
+    results3 = run_experiment(other, progress=third.append)
+    assert sum("reusing " in m for m in third) == 2, third
+    assert sum(": training " in m for m in third) == 1, third
+    assert results3["runs"] == results["runs"]
+    sweep_runs = results3["sweep"][0]["runs"]
+    assert sweep_runs["baseline"] == results["runs"]["baseline"] and sweep_runs["decoupled"] != results["runs"]["decoupled"]
 
 
 @pytest.mark.slow

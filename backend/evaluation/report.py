@@ -38,19 +38,21 @@ def _share(a, b) -> str:
 def comparison_markdown(table: dict, title: str | None = None) -> str:
     """Per dialect: baseline chrF++, decoupled chrF++, delta, p, BLEU, fidelity and MSA leakage
     (baseline → decoupled); the average over dialects; the MSA row for the trade-off."""
-    head = ("| Variety | n | Baseline chrF++ | Decoupled chrF++ | Δ | p | BLEU (base → dec) "
-            "| Fidelity (base → dec) | MSA leakage (base → dec) |")
+    head = ("| Variety | n | Baseline chrF++ | Decoupled chrF++ | Δ | p | BLEU (baseline → decoupled) "
+            "| Fidelity (baseline → decoupled) | MSA leakage (baseline → decoupled) |")
     lines = [f"### {title}", ""] if title else []
     lines += [head, "|" + "---|" * 9]
 
     def row(r: dict, bold: bool = False) -> str:
         b = "**" if bold else ""
+        # Into MSA, "labelled MSA" is fidelity, not leakage.
+        leakage = "–" if r["variety"] == "MSA" else _share(r["msa_leakage_baseline"], r["msa_leakage_decoupled"])
         name = f"{b}{r.get('name', r['variety'])} ({r['variety']}){b}" if r["variety"] != "AVG" else f"{b}Average{b}"
         return (f"| {name} | {r.get('n', '')} | {b}{_num(r['baseline_chrf'])}{b} | {b}{_num(r['decoupled_chrf'])}{b} "
                 f"| {b}{_num(r['delta'], signed=True)}{b} | {_p(r['p_value'])} "
                 f"| {_num(r['baseline_bleu'])} → {_num(r['decoupled_bleu'])} "
                 f"| {_share(r['fidelity_baseline'], r['fidelity_decoupled'])} "
-                f"| {_share(r['msa_leakage_baseline'], r['msa_leakage_decoupled'])} |")
+                f"| {leakage} |")
 
     for r in table.get("rows", []):
         lines.append(row(r))
@@ -85,7 +87,7 @@ def sweep_markdown(sweep: Sequence[dict]) -> str:
     if not sweep:
         return ""
     lines = ["| Setting | Baseline chrF++ (avg) | Decoupled chrF++ (avg) | Δ | p | MSA Δ "
-             "| Fidelity (base → dec) |", "|" + "---|" * 7]
+             "| Fidelity (baseline → decoupled) |", "|" + "---|" * 7]
     for s in sweep:
         a, m = s.get("average") or {}, s.get("msa") or {}
         label = ", ".join(f"{k}={v}" for k, v in s["setting"].items())
