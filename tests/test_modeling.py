@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -214,3 +217,21 @@ def test_generation_rejects_prompts_longer_than_the_model(tiny_base):
     long = format_prompt(" ".join(["الولد"] * 400), "MSA", "CAI")
     with pytest.raises(LimitError):
         generate(model, tok, [long])
+
+
+def test_an_unreachable_hub_is_one_line_and_leaves_no_half_written_model(tmp_path):
+    # No network here: a closed local port as the hub exercises the real download-failure
+    # path (in a fresh process, because huggingface_hub reads HF_ENDPOINT at import).
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "DD_MODELS_DIR": str(tmp_path)}
+    code = ("from backend.errors import ModelLoadError\nfrom backend.modeling.base import resolve_base\n"
+            "try:\n    resolve_base('owner/model')\nexcept ModelLoadError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("cannot download model owner/model (offline or hub unreachable?)")
+    assert len(out.stdout.strip().splitlines()) == 1
+    left = list(tmp_path.rglob("*"))
+    assert not any(p.is_file() or "partial" in p.name or p.name == "owner--model" for p in left), left

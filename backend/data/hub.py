@@ -11,15 +11,13 @@ folder that is there is always a complete, loadable dataset, so later calls work
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from backend import paths
 from backend.data.corpus import ParallelCorpus
 from backend.data.tabular import load_tabular
 from backend.errors import CorpusError
+from backend.hub_fetch import fetch_snapshot
 from backend.safety import is_hub_id
 
 PATTERNS = ["*.csv", "*.tsv", "*.jsonl", "**/*.csv", "**/*.tsv", "**/*.jsonl"]
@@ -43,39 +41,10 @@ def load_hub(repo_id: str, **options: str | None) -> ParallelCorpus:
     if final.is_dir():
         return load_tabular([final], name=name, **options)
 
-    from huggingface_hub import errors, is_offline_mode, snapshot_download
-
-    if is_offline_mode():
-        raise CorpusError(
-            f"cannot download dataset {repo_id}: offline mode (HF_HUB_OFFLINE=1) and it was not downloaded before"
-        )
-    parent_existed = final.parent.is_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
-    try:
-        try:
-            snapshot_download(repo_id, repo_type="dataset", local_dir=partial, allow_patterns=PATTERNS)
-        except errors.GatedRepoError:
-            raise CorpusError(
-                f"dataset {repo_id} is gated: accept its terms on huggingface.co and log in with `hf auth login`"
-            ) from None
-        except errors.RepositoryNotFoundError:
-            raise CorpusError(f"no dataset {repo_id!r} on the Hugging Face hub (wrong id, or private)") from None
-        except Exception as e:  # network stacks raise many types; the user needs one line
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CorpusError(f"cannot download dataset {repo_id} (offline or hub unreachable?): {reason}") from None
-        shutil.rmtree(partial / ".cache", ignore_errors=True)
-        if not any(p.suffix.lower() in (".csv", ".tsv", ".jsonl") for p in partial.rglob("*")):
+    def usable(folder: Path) -> ParallelCorpus:
+        if not any(p.suffix.lower() in (".csv", ".tsv", ".jsonl") for p in folder.rglob("*")):
             raise CorpusError(f"dataset {repo_id} has no .csv, .tsv or .jsonl files to load")
-        corpus = load_tabular([partial], name=name, **options)
-        try:
-            os.rename(partial, final)
-        except OSError:
-            if not final.is_dir():  # a concurrent download that finished first is fine
-                raise
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-        if not parent_existed and final.parent.is_dir() and not any(final.parent.iterdir()):
-            final.parent.rmdir()
-    return corpus
+        return load_tabular([folder], name=name, **options)
+
+    return fetch_snapshot(repo_id, final, what="dataset", allow_patterns=PATTERNS, error=CorpusError,
+                          check=usable, repo_type="dataset")

@@ -10,13 +10,13 @@ time and never passes for a finished one. Remote code runs only when the user se
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from backend import paths
 from backend.errors import ModelLoadError
+from backend.hub_fetch import fetch_snapshot
 from backend.modeling.device import pick_device
 from backend.safety import is_hub_id, is_local_name, trust_remote_code
 
@@ -84,31 +84,15 @@ def _download(repo_id: str) -> str:
     final = hub_cache_dir() / repo_id.replace("/", "--")
     if final.is_dir():
         return _checked(final, f"downloaded model {repo_id}")
-    from huggingface_hub import errors, is_offline_mode, snapshot_download
 
-    if is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
-        raise ModelLoadError(
-            f"cannot download {repo_id}: offline mode (HF_HUB_OFFLINE=1) and it was not downloaded before"
-        )
-    partial = final.parent / f".{final.name}.partial"
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        snapshot_download(repo_id, local_dir=partial, allow_patterns=HUB_FILES)
-    except errors.GatedRepoError:
-        raise ModelLoadError(
-            f"{repo_id} is gated: accept its licence on huggingface.co and log in with `hf auth login`"
-        ) from None
-    except errors.RepositoryNotFoundError:
-        raise ModelLoadError(f"no model {repo_id!r} on the Hugging Face hub (wrong id, or private)") from None
-    except (errors.LocalEntryNotFoundError, errors.HfHubHTTPError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"cannot download {repo_id} (offline or hub unreachable?): {reason}") from None
-    missing = _missing_files(partial)
-    if missing:
-        raise ModelLoadError(
-            f"{repo_id} cannot be used: it has no {', '.join(missing)} (this app loads safetensors only)"
-        )
-    os.rename(partial, final)
+    def usable(folder: Path) -> None:
+        missing = _missing_files(folder)
+        if missing:
+            raise ModelLoadError(
+                f"{repo_id} cannot be used: it has no {', '.join(missing)} (this app loads safetensors only)"
+            )
+
+    fetch_snapshot(repo_id, final, what="model", allow_patterns=HUB_FILES, error=ModelLoadError, check=usable)
     return str(final)
 
 
