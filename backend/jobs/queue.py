@@ -125,6 +125,15 @@ def conclude(run: Run, returncode: int | None = None) -> dict[str, Any]:
     return state
 
 
+def _settled_state(run: Run, verb: str) -> dict[str, Any]:
+    """The state to act on, under the queue lock: readable (else a JobError saying why the
+    run cannot be `verb`-ed) and with a dead `running` process already concluded."""
+    state, reason = _read_state(run)
+    if reason is not None:
+        raise JobError(f"cannot {verb} {run.id}: {reason}")
+    return conclude(run) if _needs_repair(state) else state
+
+
 def repair(run: Run) -> dict[str, Any]:
     """The run's state, first settling a `running` job whose process is gone."""
     state, _ = _read_state(run)
@@ -267,11 +276,7 @@ def cancel(run_id: str, wait_s: float = 0.0) -> dict[str, Any]:
     grace period if it ignores it). With `wait_s`, wait up to that long for a final state."""
     run = get_run(run_id)
     with queue_lock():
-        state, reason = _read_state(run)
-        if reason is not None:
-            raise JobError(f"cannot cancel {run_id}: {reason}")
-        if _needs_repair(state):
-            state = conclude(run)
+        state = _settled_state(run, "cancel")
         current = state.get("state")
         if current == "queued":
             now = time.time()
@@ -320,11 +325,7 @@ def resume(run_id: str) -> Run:
     """Queue a failed or cancelled run again; it continues from its last checkpoint."""
     run = get_run(run_id)
     with queue_lock():
-        state, reason = _read_state(run)
-        if reason is not None:
-            raise JobError(f"cannot resume {run_id}: {reason}")
-        if _needs_repair(state):
-            state = conclude(run)
+        state = _settled_state(run, "resume")
         current = state.get("state")
         if current not in ("failed", "cancelled"):
             raise JobError(f"run {run_id} is {current}; only a failed or cancelled run can be resumed")
