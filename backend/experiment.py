@@ -179,7 +179,7 @@ def _sweeps(sweep: Any) -> list[dict[str, Any]]:
 
 
 def sweep_params(config: ExperimentConfig) -> list[str]:
-    return list(dict.fromkeys(s["param"] for s in (_sweeps(config.sweep) if config.sweep else [])))
+    return list(dict.fromkeys(k for s in settings(config)[1] for k in s.values))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -230,6 +230,7 @@ def settings(config: ExperimentConfig) -> tuple[Setting, list[Setting]]:
     """The main setting and the sweep's settings (empty without a sweep)."""
     main = Setting("main", {}, expand_source(config.source), dict(config.train), dict(config.decoupled))
     out = []
+    # _sweeps again: a config built in code may set `sweep` to a single {param, values}.
     for sweep in _sweeps(config.sweep) if config.sweep else []:
         param = sweep["param"]
         for value in sweep["values"]:
@@ -387,7 +388,7 @@ class Experiment:
                 if run.has_adapter() and run.state().get("state") == "finished":
                     self.say(f"{label}: finished earlier as {run.id}")
                     return run
-                resume = any(run.checkpoints_dir.glob("checkpoint-*"))
+                resume = run.latest_checkpoint() is not None
                 self.say(f"{label}: {'resuming' if resume else 'restarting'} {run.id}", "train")
                 return self._train(train, config, run, resume)
         run = create_run(config)

@@ -26,6 +26,8 @@ def fetch_snapshot(repo_id: str, final: Path, *, what: str, allow_patterns: list
     raises `error` for an unusable download. `what` names it in messages ("model", "dataset")."""
     from huggingface_hub import errors, is_offline_mode, snapshot_download
 
+    # is_offline_mode() reads HF_HUB_OFFLINE once, at import; the variable is read again so
+    # that setting it later (an operator's shell, a test) still stops any download.
     if is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in _OFFLINE:
         raise error(f"cannot download {what} {repo_id}: offline mode (HF_HUB_OFFLINE=1) and it was not "
                     "downloaded before")

@@ -29,6 +29,8 @@ from typing import Any
 from backend import paths
 from backend.errors import RunError
 
+PROBE_STATE = "decoupling.safetensors"  # the probe's state inside each training checkpoint
+
 METHODS = ("baseline", "decoupled")
 DEFAULT_DIALECTS = ["CAI", "KHA", "BEI", "AMM", "RIY", "BAG", "SAN", "RAB", "TUN"]
 
@@ -151,6 +153,14 @@ class Run:
     @property
     def checkpoints_dir(self) -> Path:
         return self.dir / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (Trainer state and probe state both written): a
+        kill -9 mid-save can leave a newer, partial one, which resuming must skip."""
+        complete = [p for p in self.checkpoints_dir.glob("checkpoint-*")
+                    if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+                    and (p / PROBE_STATE).is_file()]
+        return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
     @property
     def eval_path(self) -> Path:

@@ -36,10 +36,9 @@ from backend.decoupling import MSASubspaceEstimator, collect_states, default_lay
 from backend.errors import RunError
 from backend.examples import Collator, encode, target_mask
 from backend.modeling import attach_lora, autocast_dtype, format_prompt, load_base, pick_device, save_adapter
-from backend.runs import Run, RunConfig, append_jsonl, create_run, read_jsonl, write_text_atomic
+from backend.runs import PROBE_STATE, Run, RunConfig, append_jsonl, create_run, read_jsonl, write_text_atomic
 
 PROBE_POOL = 512  # held-out MSA sentences reserved for the probe
-PROBE_STATE = "decoupling.safetensors"
 EXIT_CANCELLED = 3
 
 
@@ -244,14 +243,6 @@ def _mean(values: dict | None) -> float | None:
     return sum(values.values()) / len(values) if values else None
 
 
-def _latest_checkpoint(run: Run) -> Path | None:
-    """The newest complete checkpoint: a kill -9 mid-save can leave a newer, partial one."""
-    complete = [p for p in run.checkpoints_dir.glob("checkpoint-*")
-                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-                and (p / PROBE_STATE).is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
 def _training_args(config: RunConfig, run: Run, device: torch.device) -> TrainingArguments:
     dtype = autocast_dtype(device)
     return TrainingArguments(
@@ -302,7 +293,7 @@ def train(config: RunConfig, run: Run | None = None, resume: bool = False,
         model.train()
         estimator = MSASubspaceEstimator(layers, model.config.hidden_size, len(data.classes), config.probe_rank,
                                          config.subspace, config.probe_steps, seed=config.seed)
-        checkpoint = _latest_checkpoint(run) if resume else None
+        checkpoint = run.latest_checkpoint() if resume else None
         if resume and checkpoint is None:
             raise RunError(f"run {run.id} has no checkpoint to resume from")
         if checkpoint is not None and (checkpoint / PROBE_STATE).exists():

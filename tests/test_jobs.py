@@ -20,7 +20,7 @@ import pytest
 from backend import jobs, paths
 from backend.errors import JobError, LimitError, PathError, RunError
 from backend.jobs import locks, process
-from backend.runs import Run, RunConfig, create_run, get_run, list_runs, write_json_atomic
+from backend.runs import PROBE_STATE, Run, RunConfig, create_run, get_run, list_runs, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE_S = 120.0
@@ -217,6 +217,9 @@ def test_resume_needs_a_failed_or_cancelled_run_with_a_checkpoint(no_worker):
     ckpt = run.checkpoints_dir / "checkpoint-5"
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text("{}")
+    with pytest.raises(JobError, match="before its first checkpoint"):  # half-written: no probe state yet
+        jobs.resume(run.id)
+    (ckpt / PROBE_STATE).write_bytes(b"")
     jobs.resume(run.id)
     state = run.state()
     assert state["state"] == "queued" and state["resume"] is True and state["previous"]["error"] == "boom"

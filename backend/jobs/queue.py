@@ -145,7 +145,7 @@ def repair(run: Run) -> dict[str, Any]:
 
 
 def has_checkpoint(run: Run) -> bool:
-    return any((c / "trainer_state.json").is_file() for c in run.checkpoints_dir.glob("checkpoint-*"))
+    return run.latest_checkpoint() is not None
 
 
 def _status(run: Run, state: dict[str, Any], reason: str | None) -> dict[str, Any]:
