@@ -12,6 +12,8 @@ from backend import compare, safety, varieties
 from backend.errors import UserError
 from pages import _ui as ui
 
+ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
+
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def _pair_model(key: str) -> compare.PairModel:

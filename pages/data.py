@@ -17,6 +17,8 @@ from backend.errors import UserError
 from backend.safety import resolve_source_spec
 from pages import _ui as ui
 
+ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
+
 PAGE_SIZE = 25
 
 

@@ -13,6 +13,8 @@ import streamlit as st
 from backend import demo
 from pages import _ui as ui
 
+ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
+
 st.title("Dialect decoupling")
 st.markdown(
     "Small language models fine-tuned to write Arabic dialects tend to drift towards Modern "

@@ -17,6 +17,8 @@ from backend import compare
 from backend.errors import UserError
 from pages import _ui as ui
 
+ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
+
 SYSTEM_ORDER = ["base", "baseline", "decoupled"]
 
 

@@ -16,6 +16,8 @@ from backend import compare
 from backend.errors import UserError
 from pages import _ui as ui
 
+ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
+
 ALPHA = 0.05
 COLUMNS = ["variety", "name", "n", "baseline_chrf", "decoupled_chrf", "delta", "p_value", "baseline_bleu",
            "decoupled_bleu", "fidelity_baseline", "fidelity_decoupled", "msa_leakage_baseline",

@@ -16,6 +16,8 @@ from backend.errors import UserError
 from backend.runs import RunConfig
 from pages import _ui as ui
 
+ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
+
 D = RunConfig()
 METHODS = {
     "pair": ("Baseline and decoupled (a pair to compare)", ["baseline", "decoupled"]),

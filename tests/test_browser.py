@@ -212,3 +212,34 @@ def test_launch_a_training_and_watch_it_progress(page, server):
     finally:
         if run.state().get("state") in jobs.ACTIVE:
             jobs.cancel(run.id, wait_s=30)
+
+
+def test_the_first_visitor_of_a_fresh_server_cannot_skip_the_password(browser, tmp_path):
+    """Before app.py has run st.navigation once, Streamlit serves /results straight from
+    pages/results.py (its pages/ folder convention), so every page gates itself too."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env={**os.environ, "DD_MODELS_DIR": str(tmp_path), "DD_PASSWORD": "s3cret"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{url}/results")
+        page.wait_for_selector("h1", timeout=90_000)
+        _settle(page)
+        assert page.locator("input[type=password]").count() == 1
+        assert page.get_by_role("heading", name="Results").count() == 0
+        context.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
