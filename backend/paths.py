@@ -28,6 +28,26 @@ def base_models_dir() -> Path:
     return models_dir() / "base"
 
 
+# Base models committed with the project (models/base/default): found even when
+# DD_MODELS_DIR points elsewhere, so tests, CI and a live demo use the shipped weights.
+SHIPPED_BASES = REPO_ROOT / "models" / "base"
+
+
+def base_dir(name: str) -> Path:
+    """Where base `name` lives: `DD_MODELS_DIR/base/<name>` once built there, else the copy
+    shipped with the project, else the former (where `pretrain` would build it)."""
+    own = base_models_dir() / name
+    shipped = SHIPPED_BASES / name
+    return shipped if not own.is_dir() and shipped.is_dir() else own
+
+
+def base_names() -> list[str]:
+    """Every base model found under DD_MODELS_DIR/base and shipped with the project."""
+    names = {d.name for root in (base_models_dir(), SHIPPED_BASES) if root.is_dir()
+             for d in root.iterdir() if (d / "config.json").is_file()}
+    return sorted(names)
+
+
 def experiments_dir() -> Path:
     return models_dir() / "experiments"
 

@@ -1,26 +1,43 @@
 """Pretrain the embedded base model from scratch: `python -m backend pretrain`.
 
-Nothing can be downloaded here, so the project builds its own stand-in for the
-MSA-dominant pretrained LLMs the paper studies: a small Llama trained with a plain
-causal-LM objective on a text mixture that is at least 80% MSA (by characters), the rest
-dialect text, drawn from the corpus's TRAIN split only. Any sentence that also occurs in the
-dev or test split is dropped from the mixture, so evaluation text stays unseen.
+Nothing can be downloaded here, so the project builds its own stand-in for the pretrained
+LLMs the paper studies: MSA-dominant, instruction-capable, weak in dialects. A base trained
+on plain text alone never learns the prompt format and cannot translate, whatever adapter is
+put on it, so the mixture holds four components, each a share of its characters (the
+preset's `mix`):
+
+    into_msa      translation examples into MSA, in the fine-tuning prompt format
+                  (`<ENG> source <MSA> target`; for the offline corpus every frame the
+                  templates allow, not only the parallel corpus's draw): "it translates"
+    msa           plain MSA sentences
+    into_dialect  a few translation examples into each dialect (`<MSA> source <CAI> ...`)
+    dialect       a little plain dialect text
+
+so that the bare base writes good MSA and, asked for a dialect, drifts towards MSA: the MSA
+pull that decoupling is meant to counter. Only the corpus's TRAIN split (and the extra
+frames) feed it, and any sentence of its dev or test split is left out, so evaluation text
+stays unseen.
 
 Recipe, in order: mixture -> byte-level BPE tokenizer -> LlamaConfig from the preset ->
-sentences packed into full blocks (`<s> text </s> <s> text </s> ...`) -> transformers
+documents packed into full blocks (`<s> text </s> <s> prompt target </s> ...`, a translation
+example tokenized exactly as `backend.examples.encode` does for fine-tuning) -> transformers
 `Trainer` (AdamW, cosine schedule, bf16/fp16 autocast on a GPU) -> perplexity on the dev
-split's text -> `save_pretrained` (safetensors) with the tokenizer and `pretrain.json`,
-written into a temporary sibling and renamed into `models/base/<name>/` at the very end.
+split's text -> `save_pretrained` (safetensors) with the tokenizer, `pretrain.json` and
+`manifest.json` (sha256 of every file, command, seed, corpus, code commit, wall time, dev
+perplexity), written into a temporary sibling and renamed into `models/base/<name>/` at the
+very end. The default base is shipped with the project in `models/base/default/`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import random
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,9 +59,10 @@ from transformers import (
 from backend import paths, varieties
 from backend.data.corpus import ParallelCorpus
 from backend.errors import CorpusError, UserError
+from backend.examples import encode
 from backend.modeling.atomic import atomic_dir
 from backend.modeling.device import autocast_dtype, pick_device
-from backend.modeling.tokenizer import train_tokenizer
+from backend.modeling.tokenizer import PROMPT_FORMAT, format_prompt, train_tokenizer
 from backend.runs import write_json_atomic
 from backend.safety import is_local_name
 
@@ -53,7 +71,7 @@ Progress = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class Preset:
-    """Architecture and schedule of one pretraining recipe."""
+    """Architecture, schedule and text mixture of one pretraining recipe."""
 
     vocab_size: int
     hidden: int
@@ -66,25 +84,48 @@ class Preset:
     block_size: int
     learning_rate: float
     warmup_steps: int
-    msa_share: float = 0.85  # target share of MSA characters; the floor is MIN_MSA_SHARE
+    # Share of the mixture's characters per component (see COMPONENTS); missing ones are 0.
+    mix: tuple[tuple[str, float], ...] = (("into_msa", 0.55), ("msa", 0.3), ("into_dialect", 0.05),
+                                          ("dialect", 0.1))
     eval_texts: int = 400
     source: str | None = None  # a default source of its own (replaces "offline")
-    extra_msa: str | None = None  # a second corpus whose train MSA joins the mixture
+    extra_source: str | None = None  # a second corpus whose train-side text joins the mixture
     description: str = ""
 
+    def shares(self) -> dict[str, float]:
+        return dict(self.mix)
 
-MIN_MSA_SHARE = 0.8
+
+# The mixture's components: translation examples into MSA (ENG -> MSA above all), plain MSA
+# text, translation examples into a dialect, plain dialect text.
+COMPONENTS = ("into_msa", "msa", "into_dialect", "dialect")
+MAX_DIALECT_SHARE = 0.2  # "mostly MSA": dialect text is at most this share of the mixture's characters
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(1000, 64, 4, 4, 172, 128, steps=40, batch_size=8, block_size=64, learning_rate=3e-3,
                    warmup_steps=4, eval_texts=64, description="~0.25M params, seconds on a CPU; for tests"),
-    "small": Preset(4000, 256, 6, 4, 688, 128, steps=150, batch_size=16, block_size=128, learning_rate=3e-3,
-                    warmup_steps=15, description="5.2M params as built here (the trained vocabulary sets the exact size), the default base; 3 min 52 s on a 2-core CPU"),
+    "small": Preset(4000, 256, 6, 4, 688, 128, steps=1500, batch_size=32, block_size=128, learning_rate=2e-3,
+                    warmup_steps=100, description="5.2M params, the shipped default base (models/base/default)"),
     "dial2msa": Preset(8000, 256, 6, 4, 688, 128, steps=600, batch_size=16, block_size=128,
-                       learning_rate=2e-3, warmup_steps=40, source="csv:{shared}/dial2msa", extra_msa="offline",
-                       description="6.8M params on Dial2MSA text + offline MSA; 70 min on a 2-core CPU shared with two other jobs"),
+                       learning_rate=2e-3, warmup_steps=40, source="csv:{shared}/dial2msa", extra_source="offline",
+                       mix=(("msa", 0.6), ("into_dialect", 0.2), ("dialect", 0.2)),
+                       description="6.8M params on Dial2MSA text + offline MSA"),
     "gpu-100m": Preset(16000, 768, 12, 12, 2048, 256, steps=3000, batch_size=64, block_size=256,
                        learning_rate=6e-4, warmup_steps=200, description="~97M params, for a GPU"),
 }
+
+
+@dataclass(frozen=True)
+class Document:
+    """One pretraining document: a translation example (with `prompt`) or plain text."""
+
+    component: str
+    text: str
+    prompt: str | None = None
+    variety: str = ""
+
+    @property
+    def chars(self) -> int:
+        return len(self.text) + (len(self.prompt) + 1 if self.prompt else 0)
 
 
 def _clean(text: str) -> str:
@@ -106,24 +147,125 @@ def _load(source: str | ParallelCorpus) -> ParallelCorpus:
     return load_corpus(source)
 
 
+def _extra_corpus(spec: str) -> ParallelCorpus:
+    """More text for the mixture: for the offline corpus, every frame its templates allow
+    (the parallel corpus draws only `size` of them); any other corpus as it is. Sentences of
+    the evaluated corpus's dev and test splits are filtered out by `build_mixture`."""
+    from backend.data import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.kind == "offline":
+        from backend.data.offline import frame_count
+
+        return _load("offline:" + ",".join([*(f"{k}={v}" for k, v in parsed.options.items() if k != "size"),
+                                              f"size={frame_count()}"]))
+    return _load(spec)
+
+
 def _is_offline(spec: str) -> bool:
     from backend.data import parse_spec
 
     return parse_spec(spec).kind == "offline"
 
 
-def _monolingual_msa(spec: str) -> list[str]:
-    """More MSA for the mixture: the offline corpus renders frames its parallel pairs did not
-    draw (never a dev or test sentence); any other corpus gives its train split's MSA."""
-    from backend.data import parse_spec
+def _held_out(corpus: ParallelCorpus) -> set[str]:
+    return {_clean(t) for p in corpus.pairs if p.split != "train" for t in (p.source, p.target)}
 
-    parsed = parse_spec(spec)
-    if parsed.kind == "offline":
-        from backend.data.offline import monolingual_text
 
-        opts = {k: parsed.options[k] for k in ("msa_overlap", "seed", "size") if k in parsed.options}
-        return monolingual_text("MSA", **opts)
-    return list(_texts(_load(spec), ("train",))[0])
+def _pools(corpora: list[ParallelCorpus], held_out: set[str], prompt_format: str) -> dict[str, list[Document]]:
+    """Every usable document per component, each once, in corpus order."""
+    pools: dict[str, dict[tuple, Document]] = {c: {} for c in COMPONENTS}
+    for i, corpus in enumerate(corpora):
+        for p in corpus.pairs:
+            if i == 0 and p.split != "train":
+                continue
+            src, tgt = _clean(p.source), _clean(p.target)
+            sv, tv = _variety(p.source_variety), _variety(p.target_variety)
+            if not src or not tgt or tv is None or sv is None or src in held_out or tgt in held_out:
+                continue
+            if tv.kind == "msa":
+                kind, mono = "into_msa", "msa"
+            elif tv.is_dialect:
+                kind, mono = "into_dialect", "dialect"
+            else:
+                continue
+            prompt = format_prompt(src, sv.code, tv.code, prompt_format)
+            pools[kind].setdefault((prompt, tgt), Document(kind, tgt, prompt, tv.code))
+            pools[mono].setdefault((tgt,), Document(mono, tgt, None, tv.code))
+            if sv.kind == "msa":
+                pools["msa"].setdefault((src,), Document("msa", src, None, sv.code))
+    return {c: list(d.values()) for c, d in pools.items()}
+
+
+def build_mixture(corpus: ParallelCorpus, shares: dict[str, float], seed: int = 0,
+                  extra: ParallelCorpus | None = None, prompt_format: str = PROMPT_FORMAT
+                  ) -> tuple[list[Document], dict[str, Any]]:
+    """(documents, stats): the pretraining text, mixed by `shares` of characters.
+
+    The first component of `shares` that has text sets the size: it is used whole, once;
+    the others are drawn (shuffled by `seed`) up to their share, repeating a small pool when
+    its share asks for more. Translation examples are written in the prompt format the fine-tuning uses, so the
+    base learns it. Only the corpus's train split and `extra` feed the mixture, and any
+    sentence found in the corpus's dev or test split is left out, so evaluation stays unseen.
+    """
+    unknown = sorted(set(shares) - set(COMPONENTS))
+    if unknown:
+        raise UserError(f"unknown mixture components {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+    held_out = _held_out(corpus)
+    pools = _pools([corpus] + ([extra] if extra is not None else []), held_out, prompt_format)
+    if not pools["msa"]:
+        raise CorpusError("the corpus has no MSA text in its train split; the base model needs an MSA-dominant mixture")
+    rng = random.Random(seed)
+    chars = {c: sum(d.chars for d in pools[c]) for c in COMPONENTS}
+    active = [c for c in shares if shares[c] > 0 and pools[c]]
+    total_share = sum(shares[c] for c in active)
+    budget = chars[active[0]] / shares[active[0]] * total_share
+    docs: list[Document] = []
+    taken: dict[str, dict[str, Any]] = {}
+    for c in active:
+        want = budget * shares[c] / total_share
+        pool = list(pools[c])
+        got, n, passes = 0, 0, 0
+        while got < want:
+            rng.shuffle(pool)
+            pool = _round_robin(pool)  # a small share still covers every variety
+            passes += 1
+            for d in pool:
+                if got >= want:
+                    break
+                docs.append(d)
+                got += d.chars
+                n += 1
+        taken[c] = {"documents": n, "chars": got, "available": len(pool), "passes": passes}
+    rng.shuffle(docs)
+    all_chars = sum(t["chars"] for t in taken.values())
+    dialect_chars = sum(len(d.text) for d in docs if d.component in ("into_dialect", "dialect"))
+    per_variety: dict[str, int] = {}
+    for d in docs:
+        if d.component in ("into_dialect", "dialect"):
+            per_variety[d.variety] = per_variety.get(d.variety, 0) + 1
+    stats = {
+        "components": {c: {**t, "share_chars": round(t["chars"] / all_chars, 4)} for c, t in taken.items()},
+        "documents": len(docs),
+        "dialect_share_chars": round(dialect_chars / all_chars, 4),
+        "dialect_varieties": dict(sorted(per_variety.items())),
+        "held_out_sentences": len(held_out),
+        "extra_corpus": extra.name if extra is not None else None,
+    }
+    return docs, stats
+
+
+def _round_robin(docs: list[Document]) -> list[Document]:
+    """The documents reordered one variety at a time (A B C A B C ...), each variety's own
+    order kept."""
+    by_variety: dict[str, list[Document]] = {}
+    for d in docs:
+        by_variety.setdefault(d.variety, []).append(d)
+    queues = list(by_variety.values())
+    out: list[Document] = []
+    for i in range(max(map(len, queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
 
 
 def _texts(corpus: ParallelCorpus, splits: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
@@ -145,65 +287,6 @@ def _texts(corpus: ParallelCorpus, splits: tuple[str, ...]) -> tuple[dict[str, s
     return msa, dialect
 
 
-def build_mixture(
-    corpus: ParallelCorpus, msa_share: float = 0.85, seed: int = 0, extra_msa: Iterable[str] = ()
-) -> tuple[list[str], list[str], dict[str, Any]]:
-    """(msa texts, dialect texts, stats): all train MSA, dialect text up to the share's budget.
-
-    Dialect sentences are taken round-robin across dialects (each shuffled by `seed`), so a
-    small budget still covers every dialect. `extra_msa` adds monolingual MSA sentences.
-    Sentences found in the corpus's dev or test split are left out.
-    """
-    msa, dialect = _texts(corpus, ("train",))
-    n_corpus_msa = len(msa)
-    hm, hd = _texts(corpus, ("dev", "test"))
-    held_out = set(hm) | set(hd)
-    for t in extra_msa:
-        t = _clean(t)
-        if t:
-            msa.setdefault(t, "MSA")
-    n_extra = len(msa) - n_corpus_msa
-    n_before = len(msa) + len(dialect)
-    msa = {t: c for t, c in msa.items() if t not in held_out}
-    dialect = {t: c for t, c in dialect.items() if t not in held_out and t not in msa}
-    if not msa:
-        raise CorpusError("the corpus has no MSA text in its train split; the base model needs an MSA-dominant mixture")
-    rng = random.Random(seed)
-    msa_texts = sorted(msa)
-    rng.shuffle(msa_texts)
-    msa_chars = sum(len(t) for t in msa_texts)
-    budget = msa_chars * (1 - msa_share) / msa_share
-    by_variety: dict[str, list[str]] = {}
-    for t in sorted(dialect):
-        by_variety.setdefault(dialect[t], []).append(t)
-    queues = {}
-    for code, texts in sorted(by_variety.items()):
-        rng.shuffle(texts)
-        queues[code] = iter(texts)
-    chosen: list[str] = []
-    chars = 0
-    per_variety: dict[str, int] = dict.fromkeys(queues, 0)
-    while queues:
-        for code in list(queues):
-            t = next(queues[code], None)
-            if t is None:
-                del queues[code]
-            elif chars + len(t) <= budget:
-                chosen.append(t)
-                chars += len(t)
-                per_variety[code] += 1
-    stats = {
-        "msa_texts": len(msa_texts),
-        "msa_texts_added_monolingual": n_extra,
-        "dialect_texts": len(chosen),
-        "dialect_texts_available": len(dialect),
-        "msa_share_chars": round(msa_chars / (msa_chars + chars), 4),
-        "dialect_varieties": {k: v for k, v in per_variety.items() if v},
-        "held_out_dropped": n_before - len(msa) - len(dialect),
-    }
-    return msa_texts, chosen, stats
-
-
 def _dev_texts(corpus: ParallelCorpus, limit: int, seed: int) -> tuple[str, list[tuple[str, bool]]]:
     """(split, [(text, is_msa)]): the dev split's sentences (test if there is no dev)."""
     for split in ("dev", "test"):
@@ -213,6 +296,21 @@ def _dev_texts(corpus: ParallelCorpus, limit: int, seed: int) -> tuple[str, list
             random.Random(seed).shuffle(items)
             return split, items[:limit]
     return "", []
+
+
+def _token_stream(tokenizer, docs: list[Document]) -> list[int]:
+    """`<s> text </s>` per plain document, `<s> prompt target </s>` per translation example
+    (token for token what `backend.examples.encode` gives fine-tuning), packed end to end."""
+    stream: list[int] = []
+    pairs = [d for d in docs if d.prompt]
+    encoded = iter(encode(tokenizer, [d.prompt for d in pairs], [d.text for d in pairs], max_length=1 << 20))
+    plain = iter(tokenizer([" " + d.text for d in docs if not d.prompt], add_special_tokens=False)["input_ids"])
+    for d in docs:
+        if d.prompt:
+            stream += next(encoded)["input_ids"]
+        else:
+            stream += [tokenizer.bos_token_id, *next(plain), tokenizer.eos_token_id]
+    return stream
 
 
 class _Blocks(Dataset):
@@ -300,6 +398,53 @@ def perplexity(model, tokenizer, texts: list[tuple[str, bool]], max_length: int,
     }
 
 
+MANIFEST = "manifest.json"
+# The code whose change changes the model: recorded as clean or not in the manifest.
+RECIPE_CODE = ("backend/pretrain.py", "backend/data", "backend/modeling/tokenizer.py", "backend/examples.py",
+               "backend/varieties.py")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def manifest(folder: Path, info: dict[str, Any], command: str | None) -> dict[str, Any]:
+    """How the model in `folder` was made, enough to check it and to make it again."""
+    dirty = _git("status", "--porcelain", "--", *RECIPE_CODE)
+    return {
+        "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                  for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST},
+        "command": command or f"pretrain_base(name={info['name']!r}, preset={info['preset']!r}, seed={info['seed']})",
+        "seed": info["seed"],
+        "preset": info["preset"],
+        "corpus": info["source"],
+        "extra_corpus": info["extra_source"],
+        "code_commit": _git("rev-parse", "HEAD"),
+        "recipe_code_modified_since_commit": None if dirty is None else bool(dirty),
+        "wall_time_s": info["wall_time_s"],
+        "train_time_s": info["train_time_s"],
+        "device": info["device"],
+        "threads": info["threads"],
+        "params": info["params"],
+        "dev_perplexity": info["dev"].get("perplexity"),
+        "dev_split": info["dev"].get("split"),
+        "versions": info["versions"],
+        "created": info["created"],
+    }
+
+
 def _resolve_source(source: str | ParallelCorpus, preset: Preset) -> str | ParallelCorpus:
     if preset.source is None or not (isinstance(source, str) and source == "offline"):
         return source
@@ -320,6 +465,7 @@ def pretrain_base(
     steps: int | None = None,
     seed: int = 0,
     on_progress: Progress | None = None,
+    command: str | None = None,
 ) -> Path:
     """Pretrain a base model from scratch into models/base/<name>/ and return that folder.
 
@@ -343,21 +489,15 @@ def pretrain_base(
     report({"stage": "data", "message": "loading the corpus"})
     source = _resolve_source(source, recipe)
     corpus = _load(source)
-    extra_source = recipe.extra_msa or (source if isinstance(source, str) and _is_offline(source) else None)
-    extra = _monolingual_msa(extra_source) if extra_source else []
-    msa_texts, dialect_texts, mixture = build_mixture(corpus, recipe.msa_share, seed, extra)
-    texts = msa_texts + dialect_texts
-    random.Random(seed).shuffle(texts)
+    extra_source = recipe.extra_source or (source if isinstance(source, str) and _is_offline(source) else None)
+    extra = _extra_corpus(extra_source) if extra_source else None
+    docs, mixture = build_mixture(corpus, recipe.shares(), seed, extra)
 
     report({"stage": "tokenizer", "message": f"training a {recipe.vocab_size}-token BPE tokenizer"})
-    tokenizer = train_tokenizer((" " + t for t in texts), recipe.vocab_size, model_max_length=recipe.max_positions)
-    msa_set = set(msa_texts)
-    stream: list[int] = []
-    msa_tokens = 0
-    for t, ids in zip(texts, tokenizer([" " + t for t in texts], add_special_tokens=False)["input_ids"], strict=True):
-        stream += [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
-        msa_tokens += (len(ids) + 2) if t in msa_set else 0
-    mixture["msa_share_tokens"] = round(msa_tokens / max(1, len(stream)), 4)
+    tokenizer = train_tokenizer((" " + t for d in docs for t in (d.prompt, d.text) if t),
+                                recipe.vocab_size, model_max_length=recipe.max_positions)
+    stream = _token_stream(tokenizer, docs)
+    mixture["tokens"] = len(stream)
     block = min(recipe.block_size, recipe.max_positions)
     dataset = _Blocks(stream, block)
     if len(dataset) == 0:
@@ -408,7 +548,7 @@ def pretrain_base(
         "name": name,
         "preset": preset,
         "source": source if isinstance(source, str) else f"corpus:{source.name}",
-        "extra_msa_source": extra_source,
+        "extra_source": extra_source,
         "seed": seed,
         "params": model.num_parameters(),
         "architecture": {
@@ -441,6 +581,7 @@ def pretrain_base(
         tokenizer.save_pretrained(tmp)
         info["wall_time_s"] = round(time.time() - start, 1)
         write_json_atomic(tmp / "pretrain.json", info)
+        write_json_atomic(tmp / MANIFEST, manifest(tmp, info, command))
         report({"stage": "save", "message": f"saving to {final}"})  # last chance to cancel
     report({"stage": "done", "path": str(final), "params": info["params"], "dev": dev_stats,
             "wall_time_s": info["wall_time_s"]})

@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from backend import paths
+from backend import paths, varieties
 from backend.errors import RunError
 
 PROBE_STATE = "decoupling.safetensors"  # the probe's state inside each training checkpoint
 
 METHODS = ("baseline", "decoupled")
-DEFAULT_DIALECTS = ["CAI", "KHA", "BEI", "AMM", "RIY", "BAG", "SAN", "RAB", "TUN"]
+DEFAULT_DIALECTS = list(varieties.CITY_CODES)  # every city of the offline corpus
 
 
 @dataclass

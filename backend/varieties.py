@@ -142,6 +142,5 @@ def by_region(varieties: tuple[Variety, ...] = (MSA, *CITIES)) -> dict[str, list
 PRESETS: dict[str, tuple[str, ...]] = {
     "the 25 MADAR cities": CITY_CODES,
     "one per region": ("CAI", "BEI", "RIY", "BAG", "SAN", "RAB"),
-    "the offline corpus dialects": ("CAI", "KHA", "BEI", "AMM", "RIY", "BAG", "SAN", "RAB", "TUN"),
     "Dial2MSA groups": ("EGY", "GLF", "LEV", "MGR"),
 }

@@ -192,11 +192,12 @@ def test_monolingual_text_is_msa_rich_and_never_held_out():
     assert not held_out & set(msa) and not held_out & set(cairo)
     train_msa = {p.target for p in corpus.pairs if p.split == "train" and p.target_variety == "MSA"}
     assert train_msa <= set(msa) and len(msa) > 2 * len(train_msa)
-    # enough MSA for a mixture of >= 80% MSA with a few hundred sentences of each dialect
-    assert len(msa) >= 4 * 9 * 100
+    # enough MSA for a mixture of >= 80% MSA with a few dozen sentences of each of 25 dialects
+    assert len(msa) >= 4 * len(offline.DIALECTS) * 70
+    assert all(offline.monolingual_text(city, unused_frames=False) for city in offline.DIALECTS)
     assert len(offline.monolingual_text("MSA", unused_frames=False)) == len(train_msa)
     with pytest.raises(CorpusError):
-        offline.monolingual_text("ALE")
+        offline.monolingual_text("EGY")  # a group, not a city
 
 
 def test_load_corpus_offline_spec_and_keyword_override():
@@ -206,3 +207,61 @@ def test_load_corpus_offline_spec_and_keyword_override():
     assert load_corpus(corpus.name).pairs == corpus.pairs  # a corpus name is its own spec
     only = load_corpus("offline?size=200&dialects=CAI,MSA")
     assert only.target_varieties() == ["CAI", "MSA"]
+
+
+def test_all_25_madar_cities_and_msa_are_in_the_corpus():
+    assert offline.DIALECTS == varieties.CITY_CODES and len(offline.DIALECTS) == 25
+    corpus = offline.generate_corpus(size=300)
+    assert corpus.target_varieties() == sorted(["MSA", *varieties.CITY_CODES])
+
+
+def test_msa_overlap_is_decided_once_per_variety_and_lexeme():
+    lex = offline.lexicon()
+    knob = 0.3
+    frames = [f for tid in lex.templates for f in lex.frames(tid)[:40]]
+    for variety in ("ALX", "CAI", "FES", "JED"):
+        decided: dict[str, bool] = {}
+        patterns: dict[str, bool] = {}
+        for frame in frames:
+            keep, keep_pattern = offline._decisions(lex, frame, variety, knob)
+            assert patterns.setdefault(frame.template, keep_pattern) == keep_pattern
+            for name, eid in lex.lexemes(frame).items():
+                assert decided.setdefault(eid, name in keep) == (name in keep), (variety, eid)
+        shared = sum(decided.values()) / len(decided)
+        assert 0.1 < shared < 0.55, (variety, shared)
+    # the draw does not depend on the seed: the same frame renders alike in two corpora
+    a = {p.source: p.target for p in offline.generate_corpus(size=300, seed=1).pairs if p.target_variety == "TRI"}
+    b = {p.source: p.target for p in offline.generate_corpus(size=300, seed=2).pairs if p.target_variety == "TRI"}
+    common = set(a) & set(b)
+    assert common and all(a[s] == b[s] for s in common)
+
+
+@pytest.mark.parametrize("options", [{}, {"source": "ENG", "size": 1000, "msa_overlap": 0.5}])
+def test_reference_is_a_function_of_source_and_variety(options):
+    corpus = offline.generate_corpus(**options)
+    target: dict[tuple[str, str], str] = {}
+    for p in corpus.pairs:
+        assert target.setdefault((p.source, p.target_variety), p.target) == p.target, p
+
+
+def test_msa_forms_only_grow_with_the_knob():
+    lex = offline.lexicon()
+    frames = [lex.frames(tid)[0] for tid in lex.templates]
+    for variety in ("ASW", "SAL", "MUS"):
+        previous: set = set()
+        for knob in (0.0, 0.2, 0.3, 0.5, 0.8, 1.0):
+            now = {(f.key, name) for f in frames for name in offline._decisions(lex, f, variety, knob)[0]}
+            assert previous <= now
+            previous = now
+        assert all(offline._decisions(lex, f, variety, 1.0)[1] for f in frames)
+
+
+def test_each_inheriting_city_differs_from_its_parent_in_most_references():
+    lex = offline.lexicon()
+    assert set(lex.parents) == set(offline.DIALECTS) - {"CAI", "KHA", "BEI", "AMM", "RIY", "BAG", "SAN", "RAB", "TUN"}
+    corpus = offline.generate_corpus(msa_overlap=0.3)
+    ref = {(p.id.rsplit("-", 1)[0], p.target_variety): p.target for p in corpus.pairs if p.split == "test"}
+    for child, parent in lex.parents.items():
+        keys = [f for f, v in ref if v == child and (f, parent) in ref]
+        same = sum(ref[f, child] == ref[f, parent] for f in keys) / len(keys)
+        assert len(keys) > 100 and same < 0.4, (child, parent, same)

@@ -33,15 +33,16 @@ def main(args: argparse.Namespace) -> int:
                 print(f"[train] step {step}/{steps}" + (f" loss {loss:.3f}" if loss is not None else "")
                       + f" ({event.get('elapsed', 0):.0f} s)", file=sys.stderr, flush=True)
 
+    command = " ".join(["python -m backend pretrain", *sys.argv[2:]]) if sys.argv[1:2] == ["pretrain"] else None
     path = pretrain_base(name=args.name, source=args.source, preset=args.preset, steps=args.steps,
-                         seed=args.seed, on_progress=on_progress)
+                         seed=args.seed, on_progress=on_progress, command=command)
     info = json.loads((path / "pretrain.json").read_text(encoding="utf-8"))
     dev = info["dev"]
     print(f"saved {path}")
     print(f"params {info['params']:,}  steps {info['steps']}  tokens seen {info['tokens_seen']:,}  "
           f"final loss {info['final_loss']}  wall time {info['wall_time_s']} s on {info['device']}")
-    print(f"MSA share of the mixture: {info['mixture']['msa_share_chars']:.1%} of characters, "
-          f"{info['mixture']['msa_share_tokens']:.1%} of tokens")
+    shares = ", ".join(f"{k} {v['share_chars']:.0%}" for k, v in info["mixture"]["components"].items())
+    print(f"mixture (share of characters): {shares}; dialect text {info['mixture']['dialect_share_chars']:.1%}")
     if dev.get("texts"):
         print(f"{dev['split']} perplexity {dev['perplexity']} (MSA {dev['perplexity_msa']}, "
               f"dialects {dev['perplexity_dialect']}), {dev['bits_per_char']} bits/char on {dev['texts']} sentences")

@@ -1,23 +1,29 @@
-"""The offline corpus: parallel travel sentences in English, MSA and nine dialects.
+"""The offline corpus: parallel travel sentences in English, MSA and the 25 MADAR cities.
 
 The tool must run on a fresh machine with no download, and the paper's idea should be
 testable under control. So the project writes its own corpus: templates in the domain of
 MADAR's BTEC (hotel, restaurant, directions, shopping, transport, health, time, family)
-rendered from one semantic frame into English, MSA and Cairo, Khartoum, Beirut, Amman,
-Riyadh, Baghdad, Sanaa, Rabat and Tunis, one dialect per region.
+rendered from one semantic frame into English, MSA and each of the 25 city dialects of
+`backend/varieties.py`. Close cities inherit from one another in the lexicon (Alexandria and
+Aswan from Cairo, Sfax from Tunis, ...) and differ by their own markers.
 
 Everything linguistic lives in `offline_lexicon.yaml` (illustrative, for a linguist to
-correct); this module only renders it. The knob `msa_overlap` is the probability that a
-slot of a dialect sentence (each placeholder, and the sentence pattern itself) keeps its
-MSA form. The draws come from a generator seeded by (seed, frame, dialect) and do not
-depend on the knob, so raising it only ever turns more slots into MSA: overlap rises
-monotonically, and at 1.0 every dialect sentence is its MSA sentence.
+correct); this module only renders it. The knob `msa_overlap` is the share of a dialect's
+forms that it shares with MSA, decided per lexeme: each (dialect, lexeme) and each
+(dialect, sentence pattern) gets one fixed uniform draw from a hash of the pair (not of the
+frame, the seed or the knob), and the dialect uses the MSA form wherever that lexeme or
+pattern appears iff the draw is below the knob. So a dialect is consistent across the
+corpus (a word it shares with MSA is always shared), raising the knob only ever turns more
+lexemes into MSA (overlap rises monotonically), and at 1.0 every dialect sentence is its
+MSA sentence.
 
 Pairs: ENG -> MSA for every frame (so the MSA trade-off can be measured), plus MSA -> each
-dialect (`source="MSA"`, the default) or ENG -> each dialect (`source="ENG"`). Frames are
-split 80/10/10 into train/dev/test; a sentence (source or target, any variety) that would
-appear in two splits is kept only in the first (train, then dev, then test), so the splits
-share no sentence. The same options always give the same corpus, byte for byte.
+dialect (`source="MSA"`, the default) or ENG -> each dialect (`source="ENG"`). A reference
+is a function of (source, target variety): where two frames give the same source but
+different targets for a variety, only the first is kept. Frames are split 80/10/10 into
+train/dev/test; a sentence (source or target, any variety) that would appear in two splits
+is kept only in the first (train, then dev, then test), so the splits share no sentence.
+The same options always give the same corpus, byte for byte.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,8 @@ from backend.data.normalize import normalize_arabic
 from backend.errors import CorpusError
 
 LEXICON_PATH = Path(__file__).with_name("offline_lexicon.yaml")
-DIALECTS = ("CAI", "KHA", "BEI", "AMM", "RIY", "BAG", "SAN", "RAB", "TUN")
+DIALECTS = ("ALE", "ALX", "ALG", "AMM", "ASW", "BAG", "BAS", "BEI", "BEN", "CAI", "DAM", "DOH", "FES",
+            "JED", "JER", "KHA", "MOS", "MUS", "RAB", "RIY", "SAL", "SAN", "SFX", "TRI", "TUN")  # registry order
 SOURCES = ("MSA", "ENG")
 DEFAULT_SIZE = 3000  # frames; each gives one pair per dialect plus ENG -> MSA
 DEFAULT_OVERLAP = 0.3
@@ -74,7 +81,16 @@ class Lexicon:
 
     def __init__(self, data: dict[str, Any]):
         self.varieties: tuple[str, ...] = tuple(data["varieties"])
-        self.morph: dict[str, dict[str, Any]] = data["morphology"]
+        self.parents: dict[str, str] = {str(k): str(v) for k, v in (data.get("inherit") or {}).items()}
+        for child in self.parents:
+            if child not in self.varieties or self.chain(child)[-1] not in self.varieties:
+                raise ValueError(f"lexicon: inherit names an unknown variety for {child!r}")
+        self.morph: dict[str, dict[str, Any]] = {}
+        for v in ("ENG", *self.varieties):
+            merged: dict[str, Any] = {}
+            for ancestor in reversed(self.chain(v)):  # the parent's patterns, then the child's
+                merged.update(data["morphology"].get(ancestor) or {})
+            self.morph[v] = merged
         self.joins = [(re.compile(rx), rep) for rx, rep in data["orthography"]["joins"]]
         self.entries: dict[str, tuple[str, dict[str, Any]]] = {}
         for section, kind in (("words", "word"), ("nouns", "noun"), ("adjectives", "adj"), ("verbs", "verb")):
@@ -82,12 +98,33 @@ class Lexicon:
                 if eid in self.entries:
                     raise ValueError(f"lexicon: entry {eid!r} is defined twice")
                 self.entries[str(eid)] = (kind, entry)
+        for city, forms in (data.get("city_forms") or {}).items():  # an inheriting city's own forms
+            for eid, value in forms.items():
+                entry = self.entries[str(eid)][1]
+                if city in entry:
+                    raise ValueError(f"lexicon: {eid!r} gives {city} in its entry and in city_forms")
+                entry[city] = value
         self.classes: dict[str, list[str]] = {k: [str(x) for x in v] for k, v in data["classes"].items()}
         self.templates: dict[str, dict[str, Any]] = data["templates"]
         self._frames: dict[str, list[Frame]] = {}
         self._slot_names: dict[str, tuple[str, ...]] = {}
         self._forms: dict[tuple[str, str, str, str], str] = {}
         self._patterns: dict[tuple, list] = {}
+
+    def chain(self, variety: str) -> tuple[str, ...]:
+        """The variety, then the varieties it inherits from (ALX -> CAI), nearest first."""
+        out = [variety]
+        while out[-1] in self.parents:
+            out.append(self.parents[out[-1]])
+            if len(out) > len(self.varieties) + 1:
+                raise ValueError(f"lexicon: inherit loops at {variety!r}")
+        return tuple(out)
+
+    def lexemes(self, frame: Frame) -> dict[str, str]:
+        """Slot name -> lexeme id for every placeholder of the frame's Arabic patterns
+        (a slot filled by the frame, or a fixed word such as {where})."""
+        values = dict(frame.values)
+        return {name: values.get(name, name) for name in self.slot_names(frame.template)}
 
     # ------------------------------------------------------------------ frames
 
@@ -158,7 +195,7 @@ class Lexicon:
         var_values = tuple((n, frame.get(n) or "") for n in sorted(t.get("vars") or {}))
         key = (frame.template, pattern_variety, var_values)
         if key not in self._patterns:
-            pattern = t.get(pattern_variety) or t["AR"]
+            pattern = next((t[v] for v in self.chain(pattern_variety) if v in t), None) or t["AR"]
             for name, value in var_values:
                 pattern = pattern.replace("$" + name, value)
             tokens: list[str | tuple[str, str, str | None]] = []
@@ -194,8 +231,9 @@ class Lexicon:
 
     def _data(self, eid: str, variety: str, msa_fallback: bool) -> Any:
         kind, entry = self.entries[eid]
-        if variety in entry:
-            return entry[variety]
+        for v in self.chain(variety):
+            if v in entry:
+                return entry[v]
         if variety not in ("MSA", "ENG") and "AR" in entry:
             return entry["AR"]
         if msa_fallback and variety != "ENG" and "MSA" in entry:
@@ -324,12 +362,20 @@ def frame_count() -> int:
 # --------------------------------------------------------------------------- corpus
 
 
-def _decisions(frame: Frame, variety: str, seed: int, msa_overlap: float, names: tuple[str, ...]
-               ) -> tuple[frozenset[str], bool]:
-    """Which slots of this dialect sentence keep their MSA form, and whether the pattern does."""
-    draws = _uniforms(f"{seed}|{frame.key}|{variety}", len(names) + 1)
-    keep = frozenset(name for name, u in zip(names, draws[1:]) if u < msa_overlap)
-    return keep, draws[0] < msa_overlap
+@cache
+def msa_draw(variety: str, item: str) -> float:
+    """The fixed uniform draw in [0, 1) that decides whether `variety` uses the MSA form of
+    `item` (a lexeme id, or `template:<id>` for a sentence pattern). It depends on nothing
+    else -- not the frame, not the seed, not the knob -- so the choice is lexical: the
+    variety keeps the MSA form of `item` everywhere iff the draw is below `msa_overlap`."""
+    return _uniforms(f"msa-overlap|{variety}|{item}", 1)[0]
+
+
+def _decisions(lex: Lexicon, frame: Frame, variety: str, msa_overlap: float) -> tuple[frozenset[str], bool]:
+    """Which slots of this dialect sentence take their MSA form (those whose lexeme the
+    variety shares with MSA), and whether the sentence pattern does."""
+    keep = frozenset(name for name, eid in lex.lexemes(frame).items() if msa_draw(variety, eid) < msa_overlap)
+    return keep, msa_draw(variety, "template:" + frame.template) < msa_overlap
 
 
 def _uniforms(key: str, n: int) -> list[float]:
@@ -343,8 +389,8 @@ def _uniforms(key: str, n: int) -> list[float]:
     return out[:n]
 
 
-def _dialect_sentence(lex: Lexicon, frame: Frame, variety: str, seed: int, msa_overlap: float) -> str:
-    keep, keep_pattern = _decisions(frame, variety, seed, msa_overlap, lex.slot_names(frame.template))
+def _dialect_sentence(lex: Lexicon, frame: Frame, variety: str, msa_overlap: float) -> str:
+    keep, keep_pattern = _decisions(lex, frame, variety, msa_overlap)
     return lex.render(frame, variety, keep, keep_pattern)
 
 
@@ -406,9 +452,20 @@ def _generate(msa_overlap: float, seed: int, size: int, source: str) -> tuple[Pa
         pairs.append(Pair(f"{fid}-MSA", eng, "ENG", msa, "MSA", split))
         src, src_variety = (msa, "MSA") if source == "MSA" else (eng, "ENG")
         for variety in DIALECTS:
-            target = _dialect_sentence(lex, frame, variety, seed, msa_overlap)
+            target = _dialect_sentence(lex, frame, variety, msa_overlap)
             pairs.append(Pair(f"{fid}-{variety}", src, src_variety, target, variety, split))
-    return tuple(_disjoint(pairs))
+    return tuple(_disjoint(_functional(pairs)))
+
+
+def _functional(pairs: list[Pair]) -> list[Pair]:
+    """Keep the reference a function of (source, target variety): when two frames give the
+    same source but different targets for a variety, only the first (train first) is kept."""
+    first: dict[tuple[str, str], str] = {}
+    kept = []
+    for p in pairs:
+        if first.setdefault((p.source, p.target_variety), p.target) == p.target:
+            kept.append(p)
+    return kept
 
 
 def _disjoint(pairs: list[Pair]) -> list[Pair]:
@@ -465,7 +522,7 @@ def _monolingual(variety: str, msa_overlap: float, seed: int, size: int, unused:
                 if variety in ("MSA", "ENG"):
                     text = lex.render(frame, variety)
                 else:
-                    text = _dialect_sentence(lex, frame, variety, seed, msa_overlap)
+                    text = _dialect_sentence(lex, frame, variety, msa_overlap)
                 if text not in held_out:
                     texts.setdefault(text, None)
     return tuple(texts)

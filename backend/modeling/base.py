@@ -54,8 +54,8 @@ def resolve_base(base: str) -> str:
     base = str(base).strip()
     if not base:
         raise ModelLoadError("no base model given; use 'default', a folder, or a hub id owner/name")
-    if base == DEFAULT_BASE or (is_local_name(base) and (paths.base_models_dir() / base).is_dir()):
-        folder = paths.base_models_dir() / base
+    if base == DEFAULT_BASE or (is_local_name(base) and paths.base_dir(base).is_dir()):
+        folder = paths.base_dir(base)
         if not folder.is_dir():
             raise ModelLoadError(
                 f"the default base model is not built yet ({folder}); run `python -m backend pretrain`"
