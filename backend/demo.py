@@ -190,7 +190,7 @@ def demo_ready() -> bool:
 # --- estimates -------------------------------------------------------------------------------
 
 def _base_preset(base: str) -> str | None:
-    folder = Path(base) if Path(base).is_dir() else paths.base_models_dir() / base
+    folder = Path(base) if Path(base).is_dir() else paths.base_dir(base)
     try:
         return json.loads((folder / "pretrain.json").read_text(encoding="utf-8")).get("preset")
     except (OSError, json.JSONDecodeError):
@@ -246,7 +246,7 @@ def stage_estimates(options: DemoOptions | None = None) -> dict[str, float]:
     progress bar."""
     options = options or DemoOptions()
     out: dict[str, float] = {}
-    if (paths.base_models_dir() / options.base_name).is_dir():
+    if paths.base_dir(options.base_name).is_dir():
         out["base"] = 1.0
         per_run = [estimate_run_seconds(options.run_config(m))[0] for m in ("baseline", "decoupled")]
     else:

@@ -1,20 +1,31 @@
 """The paper's comparison in one command: `python -m backend experiment --config FILE`.
 
     base model (pretrained here if missing)
-      -> baseline adapter (lambda = 0) and decoupled adapter, same data, seed and steps
+      -> per seed: baseline adapter (lambda = 0) and decoupled adapter, same data, seed and steps
       -> evaluation of both on the held-out split (chrF++, BLEU, fidelity, MSA leakage)
       -> paired bootstrap comparison, entanglement of base / baseline / decoupled
       -> models/experiments/<id>/results.json, results.md, figures/*.html
 
+With several `seeds`, every seed trains, evaluates and compares its own baseline and
+decoupled run (RunConfig.seed = that seed; the base model is the same), and the tables
+report, per variety, chrF++ as mean ± sd over seeds, the delta as its mean with the per-seed
+deltas beside it, and a paired bootstrap p-value stratified over seeds (for the average over
+dialects, stratified over dialects and seeds); BLEU, fidelity, MSA leakage and entanglement
+are means over seeds (the entanglement's 2-D projection is the first seed's). results.json
+then holds `seeds`, `runs_by_seed` and `per_seed` (each seed's own table); its `runs` are the
+first seed's pair. One seed gives exactly the single-run tables.
+
 The experiment id is the config's `name`. Every stage's result is cached on disk under
 `stages/`, keyed by a hash of everything that stage depends on, so re-running the command
 skips what is finished, resumes a half-trained run from its last checkpoint, and redoes
-only what a changed config invalidates. A `sweep` (over a corpus option such as
-`msa_overlap`, or over any run setting such as `lam`) repeats the pipeline per value and
-adds one table per setting plus a summary; settings that coincide share their runs. A list
-of sweeps varies one setting at a time around the main one. A sweep over a setting that
-only the penalty uses (lam, layers, probe cadence...) retrains the decoupled run alone: the
-baseline, which has no penalty, is the main setting's.
+only what a changed config invalidates (adding a seed trains only that seed's runs). A
+`sweep` (over a corpus option such as `msa_overlap`, or over any run setting such as `lam`)
+repeats the pipeline per value (and per seed) and adds one table per setting plus a
+summary; settings that coincide share their runs. A list of sweeps varies one setting at a
+time around the main one. A sweep over a setting that only the penalty uses (lam, layers,
+probe cadence...) retrains the decoupled run alone: the baseline, which has no penalty, is
+the main setting's (of the same seed). Runs are shared by settings, not by name, so another
+experiment's run with the same settings and seed is reused rather than retrained.
 
 Config (YAML or JSON; every key but `name` optional):
 
@@ -27,7 +38,7 @@ Config (YAML or JSON; every key but `name` optional):
     evaluation: {split: test, max_sentences: 200, batch_size: 16, max_new_tokens: 48}
     entanglement: {enabled: true, max_pairs: 32, layers: null, k: 8, probe_steps: 300}
     sweep: {param: msa_overlap, values: [0.2, 0.5, 0.8]}   # or a list of such
-    seed: 0
+    seed: 0                          # one seed; or `seeds: [0, 1, 2]` (not both)
 """
 
 from __future__ import annotations
@@ -99,14 +110,26 @@ class ExperimentConfig:
     entanglement: EntanglementSpec = field(default_factory=EntanglementSpec)
     sweep: list[dict[str, Any]] | None = None
     seed: int = 0
+    seeds: list[int] | None = None  # several seeds; `seed` is the one-seed case
     description: str = ""
 
     @property
     def id(self) -> str:
         return experiment_id(self.name)
 
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds to run: `seeds`, or `[seed]`."""
+        return _seeds(self.seeds) if self.seeds is not None else [int(self.seed)]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        # Only the key that was meant, so that the dict parses back (seed and seeds conflict).
+        if self.seeds is None:
+            del out["seeds"]
+        else:
+            del out["seed"]
+        return out
 
 
 def experiment_id(name: str) -> str:
@@ -153,6 +176,12 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
                             f"{', '.join(sorted(_RUN_FIELDS - {'method', 'source', 'dialects', 'base', 'seed', 'name'}))}")
         data[key] = dict(section)
     data["dialects"] = varieties.parse_list(data.get("dialects") or DEFAULT_DIALECTS)
+    if "seed" in data and "seeds" in data and data["seeds"] is not None:
+        raise UserError("give either `seed` (one seed) or `seeds` (a list), not both")
+    if data.get("seeds") is not None:
+        data["seeds"] = _seeds(data["seeds"])
+    if not isinstance(data.get("seed", 0), int) or isinstance(data.get("seed", 0), bool):
+        raise UserError(f"`seed` must be an integer, not {data['seed']!r}")
     config = ExperimentConfig(**data)
     if config.evaluation.split not in ("train", "dev", "test"):
         raise UserError(f"evaluation split must be dev or test, not {config.evaluation.split!r}")
@@ -162,6 +191,18 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
         config.sweep = _sweeps(config.sweep)
     experiment_id(config.name)
     return config
+
+
+def _seeds(seeds: Any) -> list[int]:
+    """A non-empty list of distinct integers."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds \
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise UserError(f"`seeds` must be a non-empty list of integers, not {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"`seeds` lists a seed twice: {seeds}")
+    return list(seeds)
 
 
 def _sweeps(sweep: Any) -> list[dict[str, Any]]:
@@ -340,7 +381,7 @@ class Experiment:
         from backend.modeling import is_hub_id
 
         spec = self.config.base
-        folder = paths.base_models_dir() / spec.name
+        folder = paths.base_dir(spec.name)
         if not folder.is_dir() and (Path(spec.name).expanduser().is_dir() or is_hub_id(spec.name)):
             return spec.name, spec.name  # a folder elsewhere or a hub model: used as it is
         if folder.is_dir():
@@ -368,11 +409,14 @@ class Experiment:
         info = _pretrain_info(path)
         return spec.name, str(info.get("created"))
 
-    def run_config(self, setting: Setting, method: str, base: str) -> RunConfig:
+    def run_config(self, setting: Setting, method: str, base: str, seed: int | None = None) -> RunConfig:
+        seed = self.config.seed_list[0] if seed is None else seed
         values = {**setting.train, **(setting.decoupled if method == "decoupled" else {})}
         name = f"{self.config.id}-{setting.label}" if setting.label != "main" else self.config.id
+        if len(self.config.seed_list) > 1:
+            name = f"{name}-seed{seed}"
         return RunConfig(method=method, source=setting.source, dialects=list(self.config.dialects), base=base,
-                         seed=self.config.seed, name=name, **values)
+                         seed=seed, name=name, **values)
 
     def train_stage(self, config: RunConfig, base_fp: str) -> Run:
         from backend.training import train
@@ -429,7 +473,7 @@ class Experiment:
             raise RunError(f"run {run.id} ended {state}; re-run the experiment to resume it")
         return run
 
-    def eval_stage(self, run: Run, source: str) -> dict:
+    def eval_stage(self, run: Run, source: str, seed: int = 0) -> dict:
         from backend.evaluation.evaluate import evaluate_run
 
         ev = self.config.evaluation
@@ -443,7 +487,7 @@ class Experiment:
             return existing
         self.say(f"evaluating {run.id} on {ev.split}", "evaluate")
         report = evaluate_run(run, split=ev.split, max_sentences=ev.max_sentences, batch_size=ev.batch_size,
-                              max_new_tokens=ev.max_new_tokens, num_beams=ev.num_beams, seed=self.config.seed,
+                              max_new_tokens=ev.max_new_tokens, num_beams=ev.num_beams, seed=seed,
                               corpus=self.corpus(source), progress=lambda m: self.say(f"  {m}"))
         self.cache.put("eval", key, {"created": report["created"]})
         self.say(f"  {run.id}: average chrF++ {_fmt(report['average'].get('chrf'))}, "
@@ -463,7 +507,8 @@ class Experiment:
         self.cache.put("compare", key, {"result": table})
         return table
 
-    def entanglement_stage(self, base: str, base_fp: str, baseline: Run, decoupled: Run, source: str) -> dict | None:
+    def entanglement_stage(self, base: str, base_fp: str, baseline: Run, decoupled: Run, source: str,
+                           seed: int = 0) -> dict | None:
         from backend.evaluation.entanglement import entanglement_report
 
         spec = self.config.entanglement
@@ -481,7 +526,7 @@ class Experiment:
             return None
         key = {"base": base_fp, "runs": [baseline.id, decoupled.id], "adapters": [_adapter_stamp(baseline),
                _adapter_stamp(decoupled)], "spec": asdict(spec), "pairs": [p.id for p in pairs],
-               "seed": self.config.seed}
+               "seed": seed}
         record = self._cached("entanglement", key)
         if record:
             return record["result"]
@@ -491,20 +536,59 @@ class Experiment:
         result = entanglement_report(base, {"baseline": baseline.adapter_dir, "decoupled": decoupled.adapter_dir},
                                      pairs, list(self.config.dialects), config.prompt_format, layers=layers,
                                      k=spec.k, max_length=config.max_length, probe_steps=spec.probe_steps,
-                                     seed=self.config.seed, progress=lambda m: self.say(f"  {m}"))
+                                     seed=seed, progress=lambda m: self.say(f"  {m}"))
         result["split"] = split
         self.cache.put("entanglement", key, {"result": result})
         return result
 
-    def run_setting(self, setting: Setting, base: str, base_fp: str) -> dict:
-        self.say(f"setting {setting.label}: corpus {setting.source}")
-        runs = {m: self.train_stage(self.run_config(setting, m, base), base_fp) for m in ("baseline", "decoupled")}
-        evals = (self.eval_stage(runs["baseline"], setting.source), self.eval_stage(runs["decoupled"], setting.source))
+    def run_seed(self, setting: Setting, base: str, base_fp: str, seed: int) -> dict:
+        """One seed of one setting: both runs trained, evaluated, compared, measured."""
+        runs = {m: self.train_stage(self.run_config(setting, m, base, seed), base_fp)
+                for m in ("baseline", "decoupled")}
+        evals = (self.eval_stage(runs["baseline"], setting.source, seed),
+                 self.eval_stage(runs["decoupled"], setting.source, seed))
         table = self.compare_stage(runs["baseline"], runs["decoupled"], evals)
-        ent = self.entanglement_stage(base, base_fp, runs["baseline"], runs["decoupled"], setting.source)
+        ent = self.entanglement_stage(base, base_fp, runs["baseline"], runs["decoupled"], setting.source, seed)
         return {"setting": setting.values, "label": setting.label, "source": setting.source, **table,
                 "entanglement": ent, "training": {m: _training_series(r) for m, r in runs.items()},
                 "generation": {m: e["generation"] for m, e in zip(("baseline", "decoupled"), evals)}}
+
+    def run_setting(self, setting: Setting, base: str, base_fp: str) -> dict:
+        self.say(f"setting {setting.label}: corpus {setting.source}")
+        seeds = self.config.seed_list
+        per_seed = []
+        for seed in seeds:
+            if len(seeds) > 1:
+                self.say(f"setting {setting.label}: seed {seed}")
+            per_seed.append(self.run_seed(setting, base, base_fp, seed))
+        if len(per_seed) == 1:
+            return {**per_seed[0], "seeds": seeds}
+        table = self.seeds_stage(per_seed, seeds)
+        first = per_seed[0]
+        return {"setting": setting.values, "label": setting.label, "source": setting.source, **table,
+                "entanglement": mean_entanglement([r["entanglement"] for r in per_seed], seeds),
+                "training": first["training"], "generation": first["generation"],
+                "per_seed": [{**t, "entanglement": _entanglement_means(r["entanglement"]),
+                              "training": r["training"], "generation": r["generation"]}
+                             for t, r in zip(table["per_seed"], per_seed)]}
+
+    def seeds_stage(self, per_seed: list[dict], seeds: list[int]) -> dict:
+        """The table over seeds (means, sd, per-seed deltas, bootstrap stratified over seeds)."""
+        from backend.evaluation.evaluate import compare_seeds
+
+        pairs = [(r["runs"]["baseline"], r["runs"]["decoupled"]) for r in per_seed]
+        key = {"seeds": seeds, "pairs": pairs, "tables": [_hash({k: r[k] for k in ("rows", "average", "msa")})
+                                                          for r in per_seed],
+               "bootstrap": self.config.evaluation.bootstrap}
+        record = self._cached("seeds", key)
+        if record:
+            return record["result"]
+        self.say(f"paired bootstrap over seeds {', '.join(map(str, seeds))}", "compare")
+        tables = [{k: v for k, v in r.items() if k not in ("setting", "label", "source", "entanglement", "training",
+                                                           "generation")} for r in per_seed]
+        table = compare_seeds(pairs, seeds, n_samples=self.config.evaluation.bootstrap, tables=tables)
+        self.cache.put("seeds", key, {"result": table})
+        return table
 
     def run(self) -> dict:
         from backend.evaluation import report
@@ -535,6 +619,7 @@ class Experiment:
     def _results(self, main: dict, sweep: list[dict], base: str) -> dict:
         keep = ("setting", "label", "source", "runs", "rows", "average", "msa", "signatures", "identifier_accuracy",
                 "bootstrap")
+        seeds = self.config.seed_list
         results = {
             "id": self.config.id, "name": self.config.name, "config": self.config.to_dict(),
             "command": self.command or f"python -m backend experiment --config experiments/{self.config.id}.yaml",
@@ -546,12 +631,16 @@ class Experiment:
             "identifier": main["identifier"],
             "rows": main["rows"], "average": main["average"], "msa": main["msa"], "runs": main["runs"],
             "entanglement": main["entanglement"] or {}, "training": main["training"],
-            "generation": main["generation"],
+            "generation": main["generation"], "seeds": seeds,
         }
+        if len(seeds) > 1:
+            results["runs_by_seed"] = main["runs_by_seed"]
+            results["per_seed"] = main["per_seed"]
         if self.config.sweep:
-            results["sweep"] = [{**{k: s[k] for k in keep},
-                                 "entanglement": (s["entanglement"] or {}).get("systems") and {
-                                     name: v["mean"] for name, v in s["entanglement"]["systems"].items()}}
+            results["sweep"] = [{**{k: s[k] for k in keep}, "entanglement": _entanglement_means(s["entanglement"]),
+                                 **({"seeds": seeds, "runs_by_seed": s["runs_by_seed"],
+                                     "per_seed": [{k: p[k] for k in ("seed", "runs", "average", "msa", "entanglement")}
+                                                  for p in s["per_seed"]]} if len(seeds) > 1 else {})}
                                 for s in sweep]
             results["sweep_param"] = ", ".join(sweep_params(self.config))
         return results
@@ -565,7 +654,8 @@ class Experiment:
             out[name] = f"figures/{name}.html"
 
         put("chrf", report.dialect_bars(main, "chrF++ per dialect: baseline vs decoupled"))
-        put("overlap", report.overlap_figure(main["training"]))
+        put("overlap", report.overlap_figure(main["training"] if not main.get("per_seed") else {
+            f"{m} (seed {p['seed']})": series for p in main["per_seed"] for m, series in p["training"].items()}))
         if main["entanglement"]:
             put("entanglement", report.entanglement_figure(main["entanglement"]))
             put("projection", report.projection_figure(main["entanglement"]))
@@ -589,7 +679,7 @@ def results_markdown(results: dict) -> str:
         f"Hardware: {device}, {hw.get('platform')}; torch {hw.get('torch')}, transformers {hw.get('transformers')}  ",
         f"Created {results['created']}, wall time {results['wall_time_s']} s; base model `{results['base']}`; "
         f"evaluated on the {results['split']} split.  ",
-        f"Runs: baseline `{results['runs']['baseline']}`, decoupled `{results['runs']['decoupled']}`.", "",
+        *_runs_lines(results), "",
         f"chrF++ signature: `{results['signatures']['chrf']}`  ",
         f"BLEU signature: `{results['signatures']['bleu']}`  ",
         f"Dialect identifier (char 1-5-gram naive Bayes, trained on the train split): accuracy "
@@ -607,8 +697,52 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _runs_lines(results: dict) -> list[str]:
+    by_seed = results.get("runs_by_seed") if len(results.get("seeds") or []) > 1 else None
+    if not by_seed:
+        return [f"Runs: baseline `{results['runs']['baseline']}`, decoupled `{results['runs']['decoupled']}`."]
+    return [f"Seeds: {', '.join(str(r['seed']) for r in by_seed)} (each seed trains its own baseline and "
+            "decoupled run; tables give mean ± sd over seeds).  ",
+            "Runs: " + "; ".join(f"seed {r['seed']}: baseline `{r['baseline']}`, decoupled `{r['decoupled']}`"
+                                 for r in by_seed) + "."]
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _entanglement_means(ent: dict | None) -> dict | None:
+    """System -> its means over layers (the sweep summary's and the per-seed entanglement)."""
+    return (ent or {}).get("systems") and {name: v["mean"] for name, v in ent["systems"].items()}
+
+
+def _mean_tree(values: list[Any]) -> Any:
+    """Elementwise mean of equally shaped JSON values (numbers, lists, dicts); the first
+    value where the shapes differ or the values are not numbers."""
+    first = values[0]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        nums = [float(v) for v in values if v == v]  # NaN != NaN
+        return sum(nums) / len(nums) if nums else None
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return _mean_tree([v for v in values if v is not None]) if any(v is not None for v in values) else None
+    if isinstance(first, dict) and all(isinstance(v, dict) and v.keys() == first.keys() for v in values):
+        return {k: _mean_tree([v[k] for v in values]) for k in first}
+    if isinstance(first, list) and all(isinstance(v, list) and len(v) == len(first) for v in values):
+        return [_mean_tree([v[i] for v in values]) for i in range(len(first))]
+    return first
+
+
+def mean_entanglement(reports: list[dict | None], seeds: list[int]) -> dict | None:
+    """Entanglement over seeds: every system's per-layer figures and means over layers
+    averaged over the seeds' reports; the 2-D projection is the first seed's."""
+    pairs = [(s, r) for s, r in zip(seeds, reports) if r and r.get("systems")]
+    if not pairs:
+        return None
+    first = pairs[0][1]
+    systems = {name: _mean_tree([r["systems"][name] for _, r in pairs]) for name in first["systems"]
+               if all(name in r["systems"] for _, r in pairs)}
+    return {**first, "systems": systems, "seeds": [s for s, _ in pairs], "projection_seed": pairs[0][0],
+            "per_seed": [{"seed": s, "systems": _entanglement_means(r)} for s, r in pairs]}
 
 
 def _pretrain_info(folder: Path) -> dict:
@@ -619,7 +753,7 @@ def _pretrain_info(folder: Path) -> dict:
 
 
 def _pretrain_summary(base: str) -> dict:
-    info = _pretrain_info(paths.base_models_dir() / base) if "/" not in base else {}
+    info = _pretrain_info(paths.base_dir(base)) if "/" not in base else {}
     return {k: info.get(k) for k in ("name", "preset", "params", "steps", "final_loss", "created", "source")
             if k in info}
 

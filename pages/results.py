@@ -1,7 +1,9 @@
 """Results: chrF++ per dialect, baseline against decoupled, from an evaluated experiment.
 
 Reads models/experiments/<id>/results.json (written by the evaluation); a corrupt file is a
-message, and the other experiments stay selectable.
+message, and the other experiments stay selectable. An experiment over several seeds shows
+chrF++ as mean ± sd over seeds and each seed's delta; files written before seeds existed
+(no `seeds` key) show as one seed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ ALPHA = 0.05
 COLUMNS = ["variety", "name", "n", "baseline_chrf", "decoupled_chrf", "delta", "p_value", "baseline_bleu",
            "decoupled_bleu", "fidelity_baseline", "fidelity_decoupled", "msa_leakage_baseline",
            "msa_leakage_decoupled"]
+# Only in experiments over several seeds: sd over seeds, each seed's delta.
+SEED_COLUMNS = {"baseline_chrf": "baseline_chrf_sd", "decoupled_chrf": "decoupled_chrf_sd", "delta": "deltas"}
 
 
 def _num(value) -> float | None:
@@ -43,16 +47,43 @@ def _experiment_label(experiment_id: str) -> str:
     return " · ".join(dict.fromkeys(p for p in parts if p))
 
 
+def _seeds(data: dict) -> list:
+    """The experiment's seeds when there are several; [] for one seed or an old file."""
+    seeds = data.get("seeds")
+    return list(seeds) if isinstance(seeds, list) and len(seeds) > 1 else []
+
+
+def _deltas_text(deltas) -> str | None:
+    """Each seed's delta, `+0.50, +1.20`."""
+    if not isinstance(deltas, list):
+        return None
+    return ", ".join("n/a" if _num(d) is None else f"{_num(d):+.2f}" for d in deltas)
+
+
+def _plain(value):
+    """Lists and dicts as text, so that the table's columns have one type each."""
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value) if isinstance(value, dict) \
+        else value
+
+
 def _significant(p) -> bool:
     p = _num(p)
     return p is not None and p < ALPHA
 
 
-def _chrf_figure(rows: pd.DataFrame) -> go.Figure:
+def _chrf_figure(rows: pd.DataFrame, seeds: list) -> go.Figure:
     labels = [ui.variety_label(v) for v in rows["variety"]]
+
+    def sd(col: str):
+        if col not in rows or not rows[col].notna().any():
+            return None
+        return {"type": "data", "array": [_num(v) for v in rows[col]], "visible": True}
+
     fig = go.Figure([
-        go.Bar(name="baseline", x=labels, y=rows["baseline_chrf"], marker_color="#9aa5b1"),
-        go.Bar(name="decoupled", x=labels, y=rows["decoupled_chrf"], marker_color="#2f6fdf"),
+        go.Bar(name="baseline", x=labels, y=rows["baseline_chrf"], marker_color="#9aa5b1",
+               error_y=sd("baseline_chrf_sd")),
+        go.Bar(name="decoupled", x=labels, y=rows["decoupled_chrf"], marker_color="#2f6fdf",
+               error_y=sd("decoupled_chrf_sd")),
     ])
     top = rows[["baseline_chrf", "decoupled_chrf"]].max(axis=1).fillna(0)
     for x, y, d, p in zip(labels, top, rows["delta"], rows["p_value"]):
@@ -62,8 +93,9 @@ def _chrf_figure(rows: pd.DataFrame) -> go.Figure:
         fig.add_annotation(x=x, y=y, text=f"{d:+.1f}{'*' if _significant(p) else ''}", showarrow=False,
                            yshift=12, font={"color": "#1a7f37" if d > 0 else "#b42318" if d < 0 else "#6b7280",
                                             "size": 13})
+    over = f"; mean ± sd over seeds {', '.join(map(str, seeds))}" if seeds else ""
     fig.update_layout(barmode="group", height=430, yaxis_title="chrF++", margin={"t": 40, "b": 10},
-                      title="chrF++ per dialect (delta = decoupled − baseline; * p < 0.05, paired bootstrap)",
+                      title=f"chrF++ per dialect (delta = decoupled − baseline; * p < 0.05, paired bootstrap{over})",
                       legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
     return fig
 
@@ -85,17 +117,25 @@ def _fidelity_figure(rows: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _metric_row(title: str, row: dict) -> None:
+def _metric_row(title: str, row: dict, seeds: list) -> None:
     base, dec, delta = _num(row.get("baseline_chrf")), _num(row.get("decoupled_chrf")), _num(row.get("delta"))
     if delta is None and base is not None and dec is not None:
         delta = dec - base
     p = _num(row.get("p_value"))
+
+    def with_sd(value, key: str) -> str:
+        sd = _num(row.get(f"{key}_sd")) if seeds else None
+        return ui.fmt(value, 1) if sd is None else f"{ui.fmt(value, 1)} ± {ui.fmt(sd, 1)}"
+
+    delta_text = None if delta is None else f"{delta:+.2f}"
+    if delta_text and seeds and _deltas_text(row.get("deltas")):
+        delta_text += f" (seeds: {_deltas_text(row.get('deltas'))})"
     cols = st.columns(3)
-    cols[0].metric(f"{title} · baseline chrF++", ui.fmt(base, 1))
-    cols[1].metric(f"{title} · decoupled chrF++", ui.fmt(dec, 1),
-                   delta=None if delta is None else f"{delta:+.2f}")
+    cols[0].metric(f"{title} · baseline chrF++", with_sd(base, "baseline_chrf"))
+    cols[1].metric(f"{title} · decoupled chrF++", with_sd(dec, "decoupled_chrf"), delta=delta_text)
+    how = "stratified over seeds" if seeds else "paired bootstrap"
     cols[2].metric("paired bootstrap p", ui.fmt(p, 3),
-                   help=f"Significant at {ALPHA} when below it" if p is not None else None)
+                   help=f"Significant at {ALPHA} when below it ({how})" if p is not None else None)
 
 
 st.title("Results")
@@ -112,14 +152,20 @@ try:
 except UserError as e:
     st.error(str(e))
     st.stop()
-for col in COLUMNS:
+seeds = _seeds(data)
+columns = list(COLUMNS)
+if seeds:
+    for after, col in SEED_COLUMNS.items():
+        columns.insert(columns.index(after) + 1, col)
+for col in columns:
     if col not in rows:
         rows[col] = None
 if rows.empty:
     st.warning(f"Experiment {experiment_id} has no per-dialect rows.")
     st.stop()
-for col in COLUMNS[2:]:
-    rows[col] = pd.to_numeric(rows[col], errors="coerce")
+for col in columns[2:]:
+    if col != "deltas":
+        rows[col] = pd.to_numeric(rows[col], errors="coerce")
 
 runs = data.get("runs") or {}
 st.caption(" · ".join(x for x in (
@@ -128,28 +174,40 @@ st.caption(" · ".join(x for x in (
     f"dialect identifier accuracy {100 * _num(data['identifier_accuracy']):.0f}%"
     if _num(data.get("identifier_accuracy")) is not None else "",
 ) if x))
+if seeds:
+    st.caption(f"Seeds {', '.join(map(str, seeds))}: each seed trained its own baseline and decoupled run (the runs "
+               "above are the first seed's). chrF++ is the mean ± sd over seeds, the delta the mean with each seed's "
+               "delta beside it; BLEU, fidelity and MSA leakage are means over seeds. p: paired bootstrap stratified "
+               "over seeds (the average's over dialects and seeds).")
 
 average = data.get("average") if isinstance(data.get("average"), dict) else {}
 msa = data.get("msa") if isinstance(data.get("msa"), dict) else {}
 if average:
-    _metric_row("average over dialects", average)
+    _metric_row("average over dialects", average, seeds)
 if msa:
-    _metric_row("MSA (the trade-off)", msa)
+    _metric_row("MSA (the trade-off)", msa, seeds)
 
-st.plotly_chart(_chrf_figure(rows))
+st.plotly_chart(_chrf_figure(rows, seeds))
 if rows[["fidelity_baseline", "fidelity_decoupled"]].notna().any().any():
     st.plotly_chart(_fidelity_figure(rows))
 
-table = rows[COLUMNS + [c for c in rows.columns if c not in COLUMNS]].copy()
+table = rows[columns + [c for c in rows.columns if c not in columns]].copy()
 extra = [{**row, "variety": label} for label, row in (("average", average), ("MSA", msa)) if row]
 if extra:
     table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
 table["significant"] = [_significant(p) for p in table["p_value"]]
+if "deltas" in table:
+    table["deltas"] = [_deltas_text(d) for d in table["deltas"]]
+for col in table.columns:
+    if table[col].dtype == object:
+        table[col] = [_plain(v) for v in table[col]]
 st.subheader("Table")
 st.dataframe(table, hide_index=True, column_config={
     "p_value": st.column_config.NumberColumn(format="%.3f"),
     **{c: st.column_config.NumberColumn(format="%.2f") for c in
-       ("baseline_chrf", "decoupled_chrf", "delta", "baseline_bleu", "decoupled_bleu")},
+       ("baseline_chrf", "decoupled_chrf", "delta", "baseline_bleu", "decoupled_bleu", "baseline_chrf_sd",
+        "decoupled_chrf_sd")},
+    "deltas": st.column_config.TextColumn("delta per seed"),
     **{c: st.column_config.NumberColumn(format="percent") for c in
        ("fidelity_baseline", "fidelity_decoupled", "msa_leakage_baseline", "msa_leakage_decoupled")},
 })
@@ -170,5 +228,30 @@ if signatures:
                 st.json(data[key], expanded=False)
 sweep = data.get("sweep")
 if isinstance(sweep, list) and sweep:
+    summary = []
+    for s in sweep:
+        if not isinstance(s, dict):
+            continue
+        a = s.get("average") if isinstance(s.get("average"), dict) else {}
+        m = s.get("msa") if isinstance(s.get("msa"), dict) else {}
+        setting = s.get("setting")
+        item = {"setting": ", ".join(f"{k}={v}" for k, v in setting.items()) if isinstance(setting, dict)
+                else str(s.get("label") or setting),
+                "baseline_chrf": _num(a.get("baseline_chrf")), "decoupled_chrf": _num(a.get("decoupled_chrf")),
+                "delta": _num(a.get("delta")), "p_value": _num(a.get("p_value")), "msa_delta": _num(m.get("delta")),
+                "fidelity_baseline": _num(a.get("fidelity_baseline")),
+                "fidelity_decoupled": _num(a.get("fidelity_decoupled"))}
+        if seeds:
+            item.update(baseline_chrf_sd=_num(a.get("baseline_chrf_sd")),
+                        decoupled_chrf_sd=_num(a.get("decoupled_chrf_sd")), deltas=_deltas_text(a.get("deltas")),
+                        msa_deltas=_deltas_text(m.get("deltas")))
+        summary.append(item)
     with st.expander(f"Sweep over {data.get('sweep_param') or 'settings'}"):
-        st.dataframe(pd.DataFrame(sweep), hide_index=True)
+        st.caption("Averages over dialects" + (f"; mean ± sd over seeds {', '.join(map(str, seeds))}, with each "
+                                               "seed's delta" if seeds else ""))
+        st.dataframe(pd.DataFrame(summary), hide_index=True, column_config={
+            "p_value": st.column_config.NumberColumn(format="%.3f"),
+            **{c: st.column_config.NumberColumn(format="%.2f") for c in
+               ("baseline_chrf", "decoupled_chrf", "delta", "msa_delta", "baseline_chrf_sd", "decoupled_chrf_sd")},
+            **{c: st.column_config.NumberColumn(format="percent") for c in ("fidelity_baseline", "fidelity_decoupled")},
+        })

@@ -13,6 +13,9 @@ run folder:
 `compare_runs` reads two evaluated runs and builds the paper's table: per variety baseline
 and decoupled chrF++, delta, the paired-bootstrap p-value, BLEU, fidelity and leakage; the
 macro average over dialects with a stratified bootstrap p-value; the MSA row apart.
+`compare_seeds` builds the same table over several seeds (one pair of runs per seed): means,
+sd over seeds, per-seed deltas, and p-values from the same stratified bootstrap with one
+stratum per seed (per variety) or per (dialect, seed) (the average).
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects:
                  num_beams: int = 1, seed: int = 0, corpus=None, progress: Progress | None = None) -> dict:
     """Generate on `split`, score, identify, and write eval.json + outputs.jsonl into the run."""
     from backend.data import load_corpus
-    from backend.modeling import format_prompt, generate, load_adapter, load_base
+    from backend.modeling import load_adapter, load_base
 
     say = progress or (lambda message: None)
     run = _run(run_id_or_run)
@@ -115,27 +118,72 @@ def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects:
         raise RunError(f"run {run.id} has no trained adapter yet (state: {run.state().get('state')})")
     corpus = corpus if corpus is not None else load_corpus(config.source)
     codes = run_varieties(config, corpus, split, dialects)
+    say(f"{run.id}: loading {config.base} + adapter")
+    model, tokenizer = load_base(config.base)
+    model = load_adapter(model, run.adapter_dir, "adapter")
+    report, lines = evaluate_model(model, tokenizer, corpus, codes, split, label=run.id,
+                                   prompt_format=config.prompt_format, max_sentences=max_sentences,
+                                   batch_size=batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                                   seed=seed, progress=say)
+    report = {"run": run.id, "method": config.method, "split": split, "source": config.source,
+              "base": config.base, **report}
+    write_text_atomic(run.dir / OUTPUTS, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    write_json_atomic(run.eval_path, report)
+    run.log(f"evaluated on {split}: average chrF++ {_fmt(report['average']['chrf'])} over "
+            f"{len(report['varieties']) - (report['msa'] is not None)} dialects")
+    return report
+
+
+def evaluate_base(base: str, source: str = "offline", split: str = "test", dialects: Sequence[str] | None = None,
+                  max_sentences: int | None = None, batch_size: int = 16, max_new_tokens: int = 48,
+                  num_beams: int = 1, seed: int = 0, corpus=None, progress: Progress | None = None) -> dict:
+    """The same evaluation for a bare base model (no adapter): the starting point of every run.
+
+    Varieties are `dialects` (default: every dialect of the corpus) plus MSA, whose pairs in
+    the offline corpus are ENG -> MSA. Nothing is written; the report is returned.
+    """
+    from backend.data import load_corpus
+    from backend.modeling import load_base
+    from backend.modeling.tokenizer import PROMPT_FORMAT
+
+    say = progress or (lambda message: None)
+    corpus = corpus if corpus is not None else load_corpus(source)
+    codes = varieties.parse_list(dialects) if dialects else list(dict.fromkeys(
+        p.target_variety for p in corpus.pairs if p.target_variety not in ("MSA", "ENG")))
+    codes = [c for c in codes if c != "MSA"] + ["MSA"]
+    say(f"loading base {base}")
+    model, tokenizer = load_base(base)
+    report, _ = evaluate_model(model, tokenizer, corpus, codes, split, label=f"base {base}",
+                               prompt_format=PROMPT_FORMAT, max_sentences=max_sentences, batch_size=batch_size,
+                               max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed, progress=say)
+    return {"run": None, "method": "base", "split": split, "source": corpus.name, "base": base, **report}
+
+
+def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *, label: str, prompt_format: str,
+                   max_sentences: int | None = None, batch_size: int = 16, max_new_tokens: int = 48,
+                   num_beams: int = 1, seed: int = 0, progress: Progress | None = None) -> tuple[dict, list[dict]]:
+    """(report, output lines) of a loaded model on `split` for the varieties `codes`."""
+    from backend.modeling import format_prompt, generate
+
+    say = progress or (lambda message: None)
     by_variety = test_pairs(corpus, split, codes, max_sentences)
     if not by_variety:
         raise UserError(f"{corpus.name} has no {split} pairs for {', '.join(codes)}")
     missing = [c for c in codes if c not in by_variety]
 
-    say(f"{run.id}: dialect identifier")
+    say(f"{label}: dialect identifier")
     ident, ident_path = identifier_for(corpus)
     ident_report = identifier_accuracy(ident, corpus, split)
 
-    say(f"{run.id}: loading {config.base} + adapter")
-    model, tokenizer = load_base(config.base)
-    model = load_adapter(model, run.adapter_dir, "adapter")
     pairs = [p for code in by_variety for p in by_variety[code]]
-    prompts = [format_prompt(p.source, p.source_variety, p.target_variety, config.prompt_format) for p in pairs]
-    say(f"{run.id}: generating {len(prompts)} sentences ({', '.join(f'{c} {len(v)}' for c, v in by_variety.items())})")
+    prompts = [format_prompt(p.source, p.source_variety, p.target_variety, prompt_format) for p in pairs]
+    say(f"{label}: generating {len(prompts)} sentences ({', '.join(f'{c} {len(v)}' for c, v in by_variety.items())})")
     start = time.time()
     hyps = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                     num_beams=num_beams, seed=seed)
     gen_time = time.time() - start
 
-    say(f"{run.id}: scoring")
+    say(f"{label}: scoring")
     labels = ident.predict(hyps)
     lines, results = [], {}
     i = 0
@@ -144,10 +192,10 @@ def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects:
         i += len(vpairs)
         scores = metrics.corpus_scores(h, r)
         results[code] = {"variety": code, "name": varieties.get(code).name, **scores, **fidelity(lab, code)}
-        for p, hyp, label in zip(vpairs, h, lab):
+        for p, hyp, lbl in zip(vpairs, h, lab):
             lines.append({"id": p.id, "variety": code, "source": p.source, "source_variety": p.source_variety,
-                          "reference": p.target, "hypothesis": hyp, "label": label,
-                          "label_p": None if label is None else round(ident.predict_proba(hyp)[label], 4),
+                          "reference": p.target, "hypothesis": hyp, "label": lbl,
+                          "label_p": None if lbl is None else round(ident.predict_proba(hyp)[lbl], 4),
                           "chrf": round(metrics.sentence_chrf(hyp, p.target), 3)})
     dialect_rows = [v for c, v in results.items() if c != "MSA"]
     average = {key: metrics.macro_average([v[key] for v in dialect_rows])
@@ -155,7 +203,6 @@ def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects:
     average["n"] = sum(v["n"] for v in dialect_rows)
     any_row = next(iter(results.values()))
     report = {
-        "run": run.id, "method": config.method, "split": split, "source": config.source, "base": config.base,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "signatures": {"chrf": any_row["chrf_signature"], "bleu": any_row["bleu_signature"],
                        "normalization": "backend.data.normalize.normalize_arabic on hypotheses and references"},
@@ -166,10 +213,7 @@ def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects:
                        "num_beams": num_beams, "do_sample": False, "seed": seed, "max_sentences": max_sentences,
                        "seconds": round(gen_time, 2), "sentences_per_s": round(len(hyps) / max(gen_time, 1e-9), 2)},
     }
-    write_text_atomic(run.dir / OUTPUTS, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
-    write_json_atomic(run.eval_path, report)
-    run.log(f"evaluated on {split}: average chrF++ {_fmt(average['chrf'])} over {len(dialect_rows)} dialects")
-    return report
+    return report, lines
 
 
 def _fmt(x: float | None) -> str:
@@ -246,4 +290,109 @@ def compare_runs(baseline_run: str | Run | Path, decoupled_run: str | Run | Path
         "rows": dialect_rows,
         "average": average,
         "msa": next((r for r in rows if r["variety"] == "MSA"), None),
+    }
+
+
+# --- several seeds --------------------------------------------------------------------------
+
+SEED_MEAN_KEYS = ("baseline_chrf", "decoupled_chrf", "delta", "baseline_bleu", "decoupled_bleu", "fidelity_baseline",
+                  "fidelity_decoupled", "msa_leakage_baseline", "msa_leakage_decoupled", "baseline_chrf_raw",
+                  "decoupled_chrf_raw")
+
+
+def _sd(values: Sequence[float | None]) -> float | None:
+    """Sample standard deviation (n - 1) over seeds; None with fewer than two values."""
+    import statistics
+
+    vals = [float(v) for v in values if v is not None]
+    return float(statistics.stdev(vals)) if len(vals) >= 2 else None
+
+
+def _seed_row(seed_rows: Sequence[dict], seeds: Sequence[int]) -> dict:
+    """One variety's row over seeds: means, sd of the chrF++ scores and of the delta, the
+    per-seed values (in seed order). The p-value is filled in by the caller."""
+    first = seed_rows[0]
+    row = {"variety": first["variety"], "name": first.get("name"), "n": first.get("n"), "seeds": list(seeds)}
+    for key in SEED_MEAN_KEYS:
+        row[key] = metrics.macro_average([r.get(key) for r in seed_rows])
+    for key in ("baseline_chrf", "decoupled_chrf", "delta"):
+        row[f"{key}_sd"] = _sd([r.get(key) for r in seed_rows])
+    row["baseline_chrf_seeds"] = [r.get("baseline_chrf") for r in seed_rows]
+    row["decoupled_chrf_seeds"] = [r.get("decoupled_chrf") for r in seed_rows]
+    row["deltas"] = [r.get("delta") for r in seed_rows]
+    return row
+
+
+def compare_seeds(pairs: Sequence[tuple[str | Run | Path, str | Run | Path]], seeds: Sequence[int],
+                  n_samples: int = metrics.N_BOOTSTRAP, tables: Sequence[dict] | None = None) -> dict:
+    """The table over several seeds, one (baseline, decoupled) pair of runs per seed.
+
+    Per variety: baseline and decoupled chrF++ as the mean over seeds with its sd and the
+    per-seed values, the delta as the mean of the per-seed deltas (listed too), BLEU,
+    fidelity and MSA leakage as means, and a paired bootstrap stratified over seeds (each
+    seed's sentences resampled within themselves, the same indices for that seed's baseline
+    and decoupled outputs). The average over dialects: means of the per-variety figures, the
+    sd over seeds of the per-seed averages, and a paired bootstrap stratified over dialects
+    AND seeds (one stratum per (dialect, seed); the statistic is the mean over strata of the
+    corpus chrF++ difference). `tables` are the per-seed `compare_runs` results when the
+    caller has them. One seed: that seed's `compare_runs` table as it is.
+    """
+    seeds = list(seeds)
+    if len(pairs) != len(seeds) or not seeds:
+        raise ValueError(f"{len(pairs)} pairs of runs for {len(seeds)} seeds")
+    tables = list(tables) if tables is not None else [compare_runs(b, d, n_samples=n_samples) for b, d in pairs]
+    if len(tables) == 1:
+        return {**tables[0], "seeds": seeds}
+    if len({t["split"] for t in tables}) > 1:
+        raise RunError(f"the seeds' runs were evaluated on different splits ({', '.join(t['split'] for t in tables)})")
+    runs = [(_run(b), _run(d)) for b, d in pairs]
+    outputs = [(_outputs(b), _outputs(d)) for b, d in runs]
+    by_seed = [{r["variety"]: r for r in [*t["rows"], *([t["msa"]] if t.get("msa") else [])]} for t in tables]
+    codes = [c for c in by_seed[0] if all(c in other for other in by_seed[1:])]
+    rows, strata = [], []  # (baseline, decoupled, references) per (dialect, seed)
+    for code in codes:
+        mine = []
+        for (bo, do), seed in zip(outputs, seeds):
+            b_h, d_h, refs = _aligned(bo.get(code, {}), do.get(code, {}), code)
+            if mine and refs != mine[0][2]:
+                raise RunError(f"seed {seed} was evaluated on other {code} sentences than seed {seeds[0]}; "
+                               "evaluate every seed the same way")
+            mine.append((b_h, d_h, refs))
+        row = _seed_row([s[code] for s in by_seed], seeds)
+        chrf = metrics.paired_bootstrap_average(mine, "chrf", n_samples=n_samples)
+        row.update(p_value=chrf["p_value"], baseline_ci=chrf["baseline_ci"], decoupled_ci=chrf["system_ci"],
+                   bleu_p_value=metrics.paired_bootstrap_average(mine, "bleu", n_samples=n_samples)["p_value"],
+                   p_value_method="paired bootstrap stratified over seeds")
+        rows.append(row)
+        if code != "MSA":
+            strata += mine
+    dialect_rows = [r for r in rows if r["variety"] != "MSA"]
+    average = None
+    if dialect_rows:
+        average = {"variety": "AVG", "name": "Average over dialects", "n": sum(r["n"] for r in dialect_rows),
+                   "seeds": seeds}
+        for key in SEED_MEAN_KEYS:
+            average[key] = metrics.macro_average([r[key] for r in dialect_rows])
+        seed_avgs = [t["average"] or {} for t in tables]
+        for key in ("baseline_chrf", "decoupled_chrf", "delta"):
+            average[f"{key}_sd"] = _sd([a.get(key) for a in seed_avgs])
+        average["baseline_chrf_seeds"] = [a.get("baseline_chrf") for a in seed_avgs]
+        average["decoupled_chrf_seeds"] = [a.get("decoupled_chrf") for a in seed_avgs]
+        average["deltas"] = [a.get("delta") for a in seed_avgs]
+        average["p_value"] = metrics.paired_bootstrap_average(strata, "chrf", n_samples=n_samples)["p_value"]
+        average["bleu_p_value"] = metrics.paired_bootstrap_average(strata, "bleu", n_samples=n_samples)["p_value"]
+        average["p_value_method"] = "paired bootstrap stratified over dialects and seeds (macro average)"
+    first = tables[0]
+    return {
+        "split": first["split"], "bootstrap": n_samples, "seeds": seeds,
+        "runs": first["runs"],  # the first seed's pair, as with one seed
+        "runs_by_seed": [{"seed": s, **t["runs"]} for s, t in zip(seeds, tables)],
+        "signatures": first["signatures"],
+        "identifier_accuracy": first["identifier_accuracy"],
+        "identifier": first["identifier"],
+        "rows": dialect_rows,
+        "average": average,
+        "msa": next((r for r in rows if r["variety"] == "MSA"), None),
+        "per_seed": [{"seed": s, "runs": t["runs"], "rows": t["rows"], "average": t["average"], "msa": t.get("msa")}
+                     for s, t in zip(seeds, tables)],
     }

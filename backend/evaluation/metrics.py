@@ -27,6 +27,8 @@ or does not cover:
   comes from a *stratified* paired bootstrap (each dialect resampled within itself, the
   same indices for both systems) built from sacrebleu's sufficient statistics and its
   p-value formula. With a single stratum it reproduces `PairedTest` exactly (tested).
+  Over several seeds the same function takes one stratum per seed (a variety's p) or per
+  (dialect, seed) (the average's p).
 """
 
 from __future__ import annotations
@@ -157,10 +159,12 @@ def paired_bootstrap_average(strata: Sequence[tuple[Sequence[str], Sequence[str]
                              normalized: bool = True) -> dict:
     """Stratified paired bootstrap for the macro average over test sets (dialects).
 
-    `strata` holds (baseline, system, references) per dialect. Each resample draws, within
-    every stratum, one index vector shared by both systems (so pairs stay paired), computes
-    each stratum's corpus score from sacrebleu's sufficient statistics, and averages over
-    strata. The p-value follows sacrebleu's paired bootstrap exactly.
+    `strata` holds (baseline, system, references) per dialect, or per (dialect, seed) when
+    each seed trained its own pair of systems (`compare_seeds`: a seed's baseline and
+    system share that seed's indices; seeds are resampled independently). Each resample
+    draws, within every stratum, one index vector shared by both systems (so pairs stay
+    paired), computes each stratum's corpus score from sacrebleu's sufficient statistics,
+    and averages over strata. The p-value follows sacrebleu's paired bootstrap exactly.
     """
     strata = [s for s in strata if len(s[2])]
     if not strata:

@@ -35,11 +35,43 @@ def _share(a, b) -> str:
     return f"{_pct(a)} → {_pct(b)}"
 
 
+def _seeds(table: dict) -> list:
+    """The seeds of a table over several seeds; [] for a single run's table (or one seed)."""
+    seeds = table.get("seeds") or []
+    return list(seeds) if isinstance(seeds, list) and len(seeds) > 1 else []
+
+
+def _mean_sd(mean, sd, digits: int = 2) -> str:
+    """`12.34 ± 0.56`; the mean alone without an sd (one seed)."""
+    return _num(mean, digits) if sd is None else f"{_num(mean, digits)} ± {_num(sd, digits)}"
+
+
+def _delta_seeds(delta, deltas, digits: int = 2) -> str:
+    """`+0.80 (+0.50, +1.20, +0.70)`: the mean delta, then each seed's; the mean alone for one."""
+    text = _num(delta, digits, signed=True)
+    if isinstance(deltas, list) and len(deltas) > 1:
+        text += " (" + ", ".join(_num(d, digits, signed=True) for d in deltas) + ")"
+    return text
+
+
+def seeds_caption(seeds: Sequence) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
 def comparison_markdown(table: dict, title: str | None = None) -> str:
     """Per dialect: baseline chrF++, decoupled chrF++, delta, p, BLEU, fidelity and MSA leakage
-    (baseline → decoupled); the average over dialects; the MSA row for the trade-off."""
-    head = ("| Variety | n | Baseline chrF++ | Decoupled chrF++ | Δ | p | BLEU (baseline → decoupled) "
-            "| Fidelity (baseline → decoupled) | MSA leakage (baseline → decoupled) |")
+    (baseline → decoupled); the average over dialects; the MSA row for the trade-off.
+
+    A table over several seeds (`compare_seeds`) shows chrF++ as mean ± sd over seeds and the
+    delta as its mean followed by the per-seed deltas; one seed gives the single-run table."""
+    seeds = _seeds(table)
+    if seeds:
+        head = ("| Variety | n | Baseline chrF++ (mean ± sd) | Decoupled chrF++ (mean ± sd) | Δ mean (per seed) | p "
+                "| BLEU (baseline → decoupled) | Fidelity (baseline → decoupled) "
+                "| MSA leakage (baseline → decoupled) |")
+    else:
+        head = ("| Variety | n | Baseline chrF++ | Decoupled chrF++ | Δ | p | BLEU (baseline → decoupled) "
+                "| Fidelity (baseline → decoupled) | MSA leakage (baseline → decoupled) |")
     lines = [f"### {title}", ""] if title else []
     lines += [head, "|" + "---|" * 9]
 
@@ -48,8 +80,14 @@ def comparison_markdown(table: dict, title: str | None = None) -> str:
         # Into MSA, "labelled MSA" is fidelity, not leakage.
         leakage = "–" if r["variety"] == "MSA" else _share(r["msa_leakage_baseline"], r["msa_leakage_decoupled"])
         name = f"{b}{r.get('name', r['variety'])} ({r['variety']}){b}" if r["variety"] != "AVG" else f"{b}Average{b}"
-        return (f"| {name} | {r.get('n', '')} | {b}{_num(r['baseline_chrf'])}{b} | {b}{_num(r['decoupled_chrf'])}{b} "
-                f"| {b}{_num(r['delta'], signed=True)}{b} | {_p(r['p_value'])} "
+        if seeds:
+            base, dec = _mean_sd(r["baseline_chrf"], r.get("baseline_chrf_sd")), \
+                _mean_sd(r["decoupled_chrf"], r.get("decoupled_chrf_sd"))
+            delta = _delta_seeds(r["delta"], r.get("deltas"))
+        else:
+            base, dec, delta = _num(r["baseline_chrf"]), _num(r["decoupled_chrf"]), _num(r["delta"], signed=True)
+        return (f"| {name} | {r.get('n', '')} | {b}{base}{b} | {b}{dec}{b} "
+                f"| {b}{delta}{b} | {_p(r['p_value'])} "
                 f"| {_num(r['baseline_bleu'])} → {_num(r['decoupled_bleu'])} "
                 f"| {_share(r['fidelity_baseline'], r['fidelity_decoupled'])} "
                 f"| {leakage} |")
@@ -61,10 +99,20 @@ def comparison_markdown(table: dict, title: str | None = None) -> str:
     if table.get("msa"):
         lines.append(row(table["msa"]))
     lines.append("")
-    lines.append(f"p: sacrebleu paired bootstrap ({table.get('bootstrap', 1000)} resamples) of decoupled against "
-                 "baseline; the average's "
-                 "p is a stratified paired bootstrap over dialects. * p < 0.05. Fidelity / MSA leakage: share "
-                 "of outputs the dialect identifier labels as the target dialect / as MSA.")
+    if seeds:
+        lines.append(f"Seeds {seeds_caption(seeds)}: each seed trained its own baseline and decoupled run. chrF++ is "
+                     "the mean ± sd (n − 1) over seeds of each seed's corpus chrF++ (n sentences per seed); Δ is the "
+                     "mean delta, each seed's delta in brackets in seed order; BLEU, fidelity and MSA leakage are "
+                     f"means over seeds. p: paired bootstrap ({table.get('bootstrap', 1000)} resamples) of decoupled "
+                     "against baseline, stratified over seeds (each seed's sentences resampled within themselves, "
+                     "the same indices for that seed's two runs); the average's p is stratified over dialects and "
+                     "seeds. * p < 0.05. Fidelity / MSA leakage: share of outputs the dialect identifier labels as "
+                     "the target dialect / as MSA.")
+    else:
+        lines.append(f"p: sacrebleu paired bootstrap ({table.get('bootstrap', 1000)} resamples) of decoupled against "
+                     "baseline; the average's "
+                     "p is a stratified paired bootstrap over dialects. * p < 0.05. Fidelity / MSA leakage: share "
+                     "of outputs the dialect identifier labels as the target dialect / as MSA.")
     return "\n".join(lines)
 
 
@@ -72,7 +120,9 @@ def entanglement_markdown(ent: dict) -> str:
     """Means over layers per system."""
     if not ent or not ent.get("systems"):
         return ""
-    lines = [f"Entanglement on {ent['n_pairs']} held-out parallel pairs, layers {ent['layers']} (mean over layers):",
+    seeds = _seeds(ent)
+    over = f"mean over layers, then over seeds {seeds_caption(seeds)}" if seeds else "mean over layers"
+    lines = [f"Entanglement on {ent['n_pairs']} held-out parallel pairs, layers {ent['layers']} ({over}):",
              "", "| System | MSA-subspace energy (probe) | energy (MSA PCA) | random | probe acc. "
              "| code length (bits/token) | mean principal angle (°) | CKA |", "|" + "---|" * 8]
     for name, s in ent["systems"].items():
@@ -86,15 +136,30 @@ def entanglement_markdown(ent: dict) -> str:
 def sweep_markdown(sweep: Sequence[dict]) -> str:
     if not sweep:
         return ""
-    lines = ["| Setting | Baseline chrF++ (avg) | Decoupled chrF++ (avg) | Δ | p | MSA Δ "
-             "| Fidelity (baseline → decoupled) |", "|" + "---|" * 7]
+    seeds = next((_seeds(s) for s in sweep if _seeds(s)), [])
+    if seeds:
+        lines = ["| Setting | Baseline chrF++ (avg, mean ± sd) | Decoupled chrF++ (avg, mean ± sd) "
+                 "| Δ mean (per seed) | p | MSA Δ mean (per seed) | Fidelity (baseline → decoupled) |",
+                 "|" + "---|" * 7]
+    else:
+        lines = ["| Setting | Baseline chrF++ (avg) | Decoupled chrF++ (avg) | Δ | p | MSA Δ "
+                 "| Fidelity (baseline → decoupled) |", "|" + "---|" * 7]
     for s in sweep:
         a, m = s.get("average") or {}, s.get("msa") or {}
         label = ", ".join(f"{k}={v}" for k, v in s["setting"].items())
-        lines.append(f"| {label} | {_num(a.get('baseline_chrf'))} | {_num(a.get('decoupled_chrf'))} "
-                     f"| {_num(a.get('delta'), signed=True)} | {_p(a.get('p_value'))} "
-                     f"| {_num(m.get('delta'), signed=True)} "
+        if seeds:
+            cells = (_mean_sd(a.get("baseline_chrf"), a.get("baseline_chrf_sd")),
+                     _mean_sd(a.get("decoupled_chrf"), a.get("decoupled_chrf_sd")),
+                     _delta_seeds(a.get("delta"), a.get("deltas")), _delta_seeds(m.get("delta"), m.get("deltas")))
+        else:
+            cells = (_num(a.get("baseline_chrf")), _num(a.get("decoupled_chrf")), _num(a.get("delta"), signed=True),
+                     _num(m.get("delta"), signed=True))
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {cells[2]} | {_p(a.get('p_value'))} | {cells[3]} "
                      f"| {_share(a.get('fidelity_baseline'), a.get('fidelity_decoupled'))} |")
+    if seeds:
+        lines += ["", f"Over seeds {seeds_caption(seeds)}: averages over dialects, mean ± sd over seeds; Δ is the "
+                      "mean delta with each seed's in brackets; p is the paired bootstrap stratified over dialects "
+                      "and seeds."]
     return "\n".join(lines)
 
 
@@ -109,9 +174,14 @@ def dialect_bars(table: dict, title: str = "chrF++ per dialect"):
     if table.get("msa"):
         rows.append(table["msa"])
     x = [r["variety"] for r in rows]
+
+    def sd(key: str):  # error bars: sd over seeds, when the table has several
+        values = [r.get(f"{key}_sd") for r in rows]
+        return {"type": "data", "array": values, "visible": True} if any(v is not None for v in values) else None
+
     fig = go.Figure([
-        go.Bar(name="baseline", x=x, y=[r["baseline_chrf"] for r in rows]),
-        go.Bar(name="decoupled", x=x, y=[r["decoupled_chrf"] for r in rows],
+        go.Bar(name="baseline", x=x, y=[r["baseline_chrf"] for r in rows], error_y=sd("baseline_chrf")),
+        go.Bar(name="decoupled", x=x, y=[r["decoupled_chrf"] for r in rows], error_y=sd("decoupled_chrf"),
                text=[f"{r['delta']:+.1f}" if r.get("delta") is not None else "" for r in rows],
                textposition="outside"),
     ])
@@ -168,9 +238,14 @@ def sweep_figure(sweep: Sequence[dict]):
 
     labels = [", ".join(f"{k}={v}" for k, v in s["setting"].items()) for s in sweep]
     avg = [s.get("average") or {} for s in sweep]
+
+    def sd(key: str):
+        values = [a.get(f"{key}_sd") for a in avg]
+        return {"type": "data", "array": values, "visible": True} if any(v is not None for v in values) else None
+
     fig = go.Figure([
-        go.Bar(name="baseline", x=labels, y=[a.get("baseline_chrf") for a in avg]),
-        go.Bar(name="decoupled", x=labels, y=[a.get("decoupled_chrf") for a in avg]),
+        go.Bar(name="baseline", x=labels, y=[a.get("baseline_chrf") for a in avg], error_y=sd("baseline_chrf")),
+        go.Bar(name="decoupled", x=labels, y=[a.get("decoupled_chrf") for a in avg], error_y=sd("decoupled_chrf")),
     ])
     fig.update_layout(barmode="group", title="Average chrF++ over dialects per setting", yaxis_title="chrF++")
     return fig
