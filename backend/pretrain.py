@@ -10,11 +10,14 @@ preset's `mix`):
                   (`<ENG> source <MSA> target`; for the offline corpus every frame the
                   templates allow, not only the parallel corpus's draw): "it translates"
     msa           plain MSA sentences
-    into_dialect  a few translation examples into each dialect (`<MSA> source <CAI> ...`)
-    dialect       a little plain dialect text
+    into_dialect  a few translation examples into each dialect (`<MSA> source <CAI> ...`),
+                  for the default base taken from an MSA-heavy rendering of the dialects
+                  (the offline corpus at msa_overlap 0.8), as an LLM's dialect "translations"
+                  mostly are
+    dialect       a little plain dialect text (the real dialects)
 
-so that the bare base writes good MSA and, asked for a dialect, drifts towards MSA: the MSA
-pull that decoupling is meant to counter. Only the corpus's TRAIN split (and the extra
+so that the bare base writes good MSA and, asked for a dialect, keeps the content but
+writes mostly MSA: the MSA pull that decoupling is meant to counter. Only the corpus's TRAIN split (and the extra
 frames) feed it, and any sentence of its dev or test split is left out, so evaluation text
 stays unseen.
 
@@ -85,11 +88,14 @@ class Preset:
     learning_rate: float
     warmup_steps: int
     # Share of the mixture's characters per component (see COMPONENTS); missing ones are 0.
-    mix: tuple[tuple[str, float], ...] = (("into_msa", 0.55), ("msa", 0.3), ("into_dialect", 0.05),
-                                          ("dialect", 0.1))
+    mix: tuple[tuple[str, float], ...] = (("into_msa", 0.55), ("msa", 0.25), ("into_dialect", 0.12),
+                                          ("dialect", 0.08))
     eval_texts: int = 400
     source: str | None = None  # a default source of its own (replaces "offline")
-    extra_source: str | None = None  # a second corpus whose train-side text joins the mixture
+    extra_source: str | None = None  # a second corpus whose text joins the mixture ...
+    extra_components: tuple[str, ...] = ("into_msa", "msa", "into_dialect", "dialect")  # ... in these components
+    # Where the translation examples into dialects come from, if not the corpus itself.
+    dialect_examples: str | None = None
     description: str = ""
 
     def shares(self) -> dict[str, float]:
@@ -103,11 +109,12 @@ MAX_DIALECT_SHARE = 0.2  # "mostly MSA": dialect text is at most this share of t
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(1000, 64, 4, 4, 172, 128, steps=40, batch_size=8, block_size=64, learning_rate=3e-3,
                    warmup_steps=4, eval_texts=64, description="~0.25M params, seconds on a CPU; for tests"),
-    "small": Preset(4000, 256, 6, 4, 688, 128, steps=1500, batch_size=32, block_size=128, learning_rate=2e-3,
-                    warmup_steps=100, description="5.2M params, the shipped default base (models/base/default)"),
+    "small": Preset(4000, 256, 6, 4, 688, 128, steps=1000, batch_size=32, block_size=128, learning_rate=2e-3,
+                    warmup_steps=80, dialect_examples="offline:msa_overlap=0.8",
+                    description="5.5M params, the shipped default base (models/base/default)"),
     "dial2msa": Preset(8000, 256, 6, 4, 688, 128, steps=600, batch_size=16, block_size=128,
                        learning_rate=2e-3, warmup_steps=40, source="csv:{shared}/dial2msa", extra_source="offline",
-                       mix=(("msa", 0.6), ("into_dialect", 0.2), ("dialect", 0.2)),
+                       extra_components=("msa",), mix=(("msa", 0.6), ("into_dialect", 0.2), ("dialect", 0.2)),
                        description="6.8M params on Dial2MSA text + offline MSA"),
     "gpu-100m": Preset(16000, 768, 12, 12, 2048, 256, steps=3000, batch_size=64, block_size=256,
                        learning_rate=6e-4, warmup_steps=200, description="~97M params, for a GPU"),
@@ -172,12 +179,17 @@ def _held_out(corpus: ParallelCorpus) -> set[str]:
     return {_clean(t) for p in corpus.pairs if p.split != "train" for t in (p.source, p.target)}
 
 
-def _pools(corpora: list[ParallelCorpus], held_out: set[str], prompt_format: str) -> dict[str, list[Document]]:
-    """Every usable document per component, each once, in corpus order."""
+Source = tuple[ParallelCorpus, bool, tuple[str, ...]]  # (corpus, train split only, components it feeds)
+
+
+def _pools(sources: list[Source], held_out: set[str], prompt_format: str) -> dict[str, list[Document]]:
+    """Every usable document per component, each once, in source order. A pair whose source
+    or target is held out gives nothing, not even its other side as plain text."""
     pools: dict[str, dict[tuple, Document]] = {c: {} for c in COMPONENTS}
-    for i, corpus in enumerate(corpora):
+    for corpus, train_only, components in sources:
+        add = {c: pools[c] if c in components else {} for c in COMPONENTS}
         for p in corpus.pairs:
-            if i == 0 and p.split != "train":
+            if train_only and p.split != "train":
                 continue
             src, tgt = _clean(p.source), _clean(p.target)
             sv, tv = _variety(p.source_variety), _variety(p.target_variety)
@@ -190,16 +202,17 @@ def _pools(corpora: list[ParallelCorpus], held_out: set[str], prompt_format: str
             else:
                 continue
             prompt = format_prompt(src, sv.code, tv.code, prompt_format)
-            pools[kind].setdefault((prompt, tgt), Document(kind, tgt, prompt, tv.code))
-            pools[mono].setdefault((tgt,), Document(mono, tgt, None, tv.code))
+            add[kind].setdefault((prompt, tgt), Document(kind, tgt, prompt, tv.code))
+            add[mono].setdefault((tgt,), Document(mono, tgt, None, tv.code))
             if sv.kind == "msa":
-                pools["msa"].setdefault((src,), Document("msa", src, None, sv.code))
+                add["msa"].setdefault((src,), Document("msa", src, None, sv.code))
     return {c: list(d.values()) for c, d in pools.items()}
 
 
 def build_mixture(corpus: ParallelCorpus, shares: dict[str, float], seed: int = 0,
-                  extra: ParallelCorpus | None = None, prompt_format: str = PROMPT_FORMAT
-                  ) -> tuple[list[Document], dict[str, Any]]:
+                  extra: ParallelCorpus | None = None, prompt_format: str = PROMPT_FORMAT,
+                  extra_components: tuple[str, ...] = COMPONENTS,
+                  dialect_examples: ParallelCorpus | None = None) -> tuple[list[Document], dict[str, Any]]:
     """(documents, stats): the pretraining text, mixed by `shares` of characters.
 
     The first component of `shares` that has text sets the size: it is used whole, once;
@@ -207,12 +220,20 @@ def build_mixture(corpus: ParallelCorpus, shares: dict[str, float], seed: int = 
     its share asks for more. Translation examples are written in the prompt format the fine-tuning uses, so the
     base learns it. Only the corpus's train split and `extra` feed the mixture, and any
     sentence found in the corpus's dev or test split is left out, so evaluation stays unseen.
+    `extra` feeds only `extra_components`. With `dialect_examples`, the translation examples
+    into a dialect come from that corpus alone (an MSA-heavy rendering of the dialects, say).
     """
     unknown = sorted(set(shares) - set(COMPONENTS))
     if unknown:
         raise UserError(f"unknown mixture components {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
     held_out = _held_out(corpus)
-    pools = _pools([corpus] + ([extra] if extra is not None else []), held_out, prompt_format)
+    own = tuple(c for c in COMPONENTS if dialect_examples is None or c != "into_dialect")
+    sources: list[Source] = [(corpus, True, own)]
+    if extra is not None:
+        sources.append((extra, False, tuple(c for c in extra_components if c in own)))
+    if dialect_examples is not None:
+        sources.append((dialect_examples, False, ("into_dialect",)))
+    pools = _pools(sources, held_out, prompt_format)
     if not pools["msa"]:
         raise CorpusError("the corpus has no MSA text in its train split; the base model needs an MSA-dominant mixture")
     rng = random.Random(seed)
@@ -251,6 +272,8 @@ def build_mixture(corpus: ParallelCorpus, shares: dict[str, float], seed: int = 
         "dialect_varieties": dict(sorted(per_variety.items())),
         "held_out_sentences": len(held_out),
         "extra_corpus": extra.name if extra is not None else None,
+        "extra_components": list(extra_components) if extra is not None else None,
+        "dialect_examples_corpus": dialect_examples.name if dialect_examples is not None else None,
     }
     return docs, stats
 
@@ -491,7 +514,9 @@ def pretrain_base(
     corpus = _load(source)
     extra_source = recipe.extra_source or (source if isinstance(source, str) and _is_offline(source) else None)
     extra = _extra_corpus(extra_source) if extra_source else None
-    docs, mixture = build_mixture(corpus, recipe.shares(), seed, extra)
+    examples = _extra_corpus(recipe.dialect_examples) if recipe.dialect_examples else None
+    docs, mixture = build_mixture(corpus, recipe.shares(), seed, extra, extra_components=recipe.extra_components,
+                                  dialect_examples=examples)
 
     report({"stage": "tokenizer", "message": f"training a {recipe.vocab_size}-token BPE tokenizer"})
     tokenizer = train_tokenizer((" " + t for d in docs for t in (d.prompt, d.text) if t),
