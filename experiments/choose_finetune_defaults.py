@@ -25,7 +25,8 @@ CANDIDATES = {
     "mlp-r8": dict(lora_targets=ATTENTION_MLP, lora_rank=8, lora_alpha=16, learning_rate=2e-3, steps=300),
     "mlp-r16": dict(lora_targets=ATTENTION_MLP, lora_rank=16, lora_alpha=32, learning_rate=2e-3, steps=300),
     "mlp-r16-lr4e-3": dict(lora_targets=ATTENTION_MLP, lora_rank=16, lora_alpha=32, learning_rate=4e-3, steps=300),
-    "mlp-r16-600": dict(lora_targets=ATTENTION_MLP, lora_rank=16, lora_alpha=32, learning_rate=2e-3, steps=600),
+    "mlp-r16-1000": dict(lora_targets=ATTENTION_MLP, lora_rank=16, lora_alpha=32, learning_rate=2e-3, steps=1000),
+    "mlp-r32-1000": dict(lora_targets=ATTENTION_MLP, lora_rank=32, lora_alpha=64, learning_rate=2e-3, steps=1000),
 }
 
 

@@ -150,7 +150,9 @@ def test_dial2msa_recipe_reads_shared_data_and_stays_msa_dominant(dial2msa_dir, 
     source = _resolve_source("offline", PRESETS["dial2msa"])
     assert source == f"csv:{dial2msa_dir}"
     corpus = load_corpus(source)
-    docs, stats = build_mixture(corpus, PRESETS["dial2msa"].shares(), 0, _extra_corpus("offline"))
+    recipe = PRESETS["dial2msa"]
+    docs, stats = build_mixture(corpus, recipe.shares(), 0, _extra_corpus("offline"),
+                                extra_components=recipe.extra_components)
     assert stats["dialect_share_chars"] <= 0.4
     assert set(stats["dialect_varieties"]) == {"EGY", "GLF", "LEV", "MGR"}
     dev = {t for p in corpus.pairs if p.split != "train" for t in (p.source, p.target)}
