@@ -24,7 +24,6 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 st.set_page_config(page_title="Dialect decoupling", page_icon=":material/translate:", layout="wide")
 st.markdown(ui.CSS, unsafe_allow_html=True)
-ui.password_gate()  # a live demo's password (secrets.toml or DD_PASSWORD); no gate when unset
 
 
 def _has_pairs() -> bool:
@@ -51,10 +50,13 @@ pages += [
 ]
 
 page = st.navigation(pages)
+# A live demo's password (secrets.toml or DD_PASSWORD; no gate when unset), asked after the
+# navigation is built: the visitor sees it on the page they asked for, and lands there.
+ui.password_gate()
 try:
     page.run()
 except UserError as e:
-    st.error(str(e))
+    st.error(ui.message(e))
 except Exception as e:  # noqa: BLE001 - no traceback ever reaches the browser
     ui.log.exception("page %s failed", page.title)
     st.error(ui.unexpected_message(e))

@@ -72,13 +72,15 @@ def _pair_key(config: RunConfig) -> tuple:
 
 
 def _finished(run: Run) -> RunConfig | None:
-    try:
-        config = run.config()
-    except UserError:
+    """The run's settings if it finished with an adapter and no file of it is damaged."""
+    if run.state().get("state") != "finished" or not run.has_adapter() or run.damage() is not None:
         return None
-    if run.state().get("state") != "finished" or not run.has_adapter():
-        return None
-    return config
+    return run.config()
+
+
+def damaged_runs(root: Path | None = None) -> list[tuple[str, str]]:
+    """(run id, what is wrong) for every damaged run folder: the pages list them, never offer them."""
+    return [(run.id, why) for run in list_runs(root) if (why := run.damage()) is not None]
 
 
 def find_pairs(root: Path | None = None) -> list[RunPair]:
@@ -87,7 +89,8 @@ def find_pairs(root: Path | None = None) -> list[RunPair]:
     Each decoupled run pairs with the newest matching baseline started before it (run ids
     begin with their start time; an experiment or `train --method both` trains the baseline
     first), else with the newest matching one. Runs with a missing or unreadable config, or
-    without a saved adapter, are skipped, so a broken run folder never hides the others."""
+    without a saved adapter, or with any damaged file (`Run.damage`) are skipped, so a broken
+    run folder never hides the others."""
     baselines: dict[tuple, list[Run]] = {}
     decoupled: list[tuple[tuple, Run]] = []
     for run in list_runs(root):  # newest first
@@ -191,8 +194,14 @@ def _check_source(text: str) -> str:
     return " ".join(check_text(text, "the source sentence").split())
 
 
-def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48) -> tuple[list[str], bool]:
-    """Outputs of base, baseline and decoupled for one prompt; (texts, whether batched)."""
+def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48,
+                   steer: Any = None) -> tuple[list[str], bool]:
+    """Outputs of base, baseline and decoupled for one prompt; (texts, whether batched).
+
+    With `steer` (a backend.steering.RowSteer) a fourth row, the steered system, joins the same
+    batch: its adapter through peft's mixed batch, its steering through hooks on that row only."""
+    import contextlib
+
     import torch
 
     from backend.modeling import generate
@@ -207,13 +216,17 @@ def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48) -> tupl
                 raise LimitError(f"the prompt is {len(ids)} tokens long; this model reads at most {limit - 1}")
             budget = max_new_tokens if limit is None else min(max_new_tokens, limit - len(ids))
             device = next(model.parameters()).device
-            input_ids = torch.tensor([ids] * 3, device=device)
+            names = [BASE_ADAPTER, "baseline", "decoupled"]
+            if steer is not None:
+                names.append(BASE_ADAPTER if steer.system == "base" else steer.system)
+            input_ids = torch.tensor([ids] * len(names), device=device)
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
             try:
-                with torch.no_grad():
+                hooks = steer.hooks(model, rows=[3]) if steer is not None else contextlib.nullcontext()
+                with torch.no_grad(), hooks:
                     out = model.generate(
                         input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                        adapter_names=[BASE_ADAPTER, "baseline", "decoupled"],
+                        adapter_names=names,
                         max_new_tokens=budget, do_sample=False, num_beams=1, pad_token_id=pad,
                     )
                 texts = tok.batch_decode(out[:, len(ids):], skip_special_tokens=True)
@@ -226,12 +239,24 @@ def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48) -> tupl
         for name in ("baseline", "decoupled"):
             model.set_adapter(name, inference_mode=True)
             outputs += generate(model, tok, [prompt], max_new_tokens=max_new_tokens)
+        if steer is not None:
+            if steer.system == "base":
+                with model.disable_adapter(), steer.hooks(model):
+                    outputs += generate(model, tok, [prompt], max_new_tokens=max_new_tokens)
+            else:
+                model.set_adapter(steer.system, inference_mode=True)
+                with steer.hooks(model):
+                    outputs += generate(model, tok, [prompt], max_new_tokens=max_new_tokens)
         return outputs, False
 
 
 def compare(pm: PairModel, source: str, target_variety: str, *, source_variety: str = "MSA",
-            reference: str | None = None, max_new_tokens: int = 48) -> Comparison:
-    """Translate `source` into `target_variety` with the three systems and score each output."""
+            reference: str | None = None, max_new_tokens: int = 48, steer: Any = None,
+            steer_system: str = "decoupled") -> Comparison:
+    """Translate `source` into `target_variety` with the three systems and score each output.
+
+    `steer` (a backend.steering.SteerSpec) adds a fourth output: `steer_system` (base, baseline
+    or decoupled) steered at inference time, generated in the same batched call."""
     from backend.modeling import format_prompt
 
     source = _check_source(source)
@@ -239,18 +264,25 @@ def compare(pm: PairModel, source: str, target_variety: str, *, source_variety: 
     src_variety = varieties.code(source_variety)
     prompt = format_prompt(source, src_variety, target, pm.pair.config().prompt_format)
     start = time.perf_counter()
-    texts, batched = generate_three(pm, prompt, max_new_tokens)
-    labels: list[tuple[str | None, float | None]] = [(None, None)] * 3
+    systems, titles, row = list(SYSTEMS), dict(TITLES), None
+    if steer is not None:
+        from backend import steering
+
+        row = steering.for_pair(pm, steer, steer_system, target)
+        systems.append("steered")
+        titles["steered"] = f"Steered {steer_system}: {row.steerer.spec.label}"
+    texts, batched = generate_three(pm, prompt, max_new_tokens, steer=row)
+    labels: list[tuple[str | None, float | None]] = [(None, None)] * len(texts)
     if pm.identifier is not None:
         labels = _identify(pm.identifier, texts)
-    chrfs: list[float | None] = [None] * 3
+    chrfs: list[float | None] = [None] * len(texts)
     if reference and reference.strip():
         from backend.evaluation.metrics import sentence_chrf
 
         chrfs = [float(sentence_chrf(t, reference)) for t in texts]
     seconds = time.perf_counter() - start
-    outputs = [SystemOutput(s, TITLES[s], t, lab, conf, c)
-               for s, t, (lab, conf), c in zip(SYSTEMS, texts, labels, chrfs)]
+    outputs = [SystemOutput(s, titles[s], t, lab, conf, c)
+               for s, t, (lab, conf), c in zip(systems, texts, labels, chrfs)]
     return Comparison(source, src_variety, target, reference or None, prompt, outputs, seconds, batched,
                       target in pm.pair.trained_varieties())
 
@@ -329,7 +361,7 @@ def load_error_message(error: BaseException) -> str:
 
 
 __all__ = [
-    "SYSTEMS", "Comparison", "PairModel", "RunPair", "SystemOutput", "compare", "find_pairs",
+    "SYSTEMS", "Comparison", "PairModel", "RunPair", "SystemOutput", "compare", "damaged_runs", "find_pairs",
     "experiment_for", "generate_three", "get_pair", "list_experiments", "load_identifier", "load_pair_model",
     "read_experiment", "split_examples",
 ]

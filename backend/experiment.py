@@ -39,6 +39,8 @@ Config (YAML or JSON; every key but `name` optional):
     entanglement: {enabled: true, max_pairs: 32, layers: null, k: 8, probe_steps: 300}
     sweep: {param: msa_overlap, values: [0.2, 0.5, 0.8]}   # or a list of such
     seed: 0                          # one seed; or `seeds: [0, 1, 2]` (not both)
+    arms: [baseline, decoupled, base+vector, baseline+project]   # optional: backend/arms.py
+    steering: {project: {strength: 1.0}, vector: {strength: 1.0, layers: [3]}}
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ class ExperimentConfig:
     seed: int = 0
     seeds: list[int] | None = None  # several seeds; `seed` is the one-seed case
     description: str = ""
+    arms: list[Any] | None = None  # systems with or without inference-time steering (backend/arms.py)
+    steering: dict[str, Any] = field(default_factory=dict)  # the arms' steering defaults
 
     @property
     def id(self) -> str:
@@ -187,6 +191,10 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
         raise UserError(f"evaluation split must be dev or test, not {config.evaluation.split!r}")
     if config.evaluation.split == "train":
         raise UserError("evaluating on the training split says nothing; use dev or test")
+    if config.arms is not None:
+        from backend.arms import parse_arms
+
+        parse_arms(config.arms, config.steering)
     if config.sweep is not None:
         config.sweep = _sweeps(config.sweep)
     experiment_id(config.name)
@@ -481,9 +489,10 @@ class Experiment:
                "eval": {k: v for k, v in asdict(ev).items() if k != "bootstrap"}}
         record = self._cached("eval", key)
         existing = run.eval()
-        if record and existing and existing.get("created") == record.get("created") \
-                and (run.dir / "outputs.jsonl").is_file():
+        if existing and (run.dir / "outputs.jsonl").is_file() and not self.fresh and (
+                (record and existing.get("created") == record.get("created")) or _evaluated_as(existing, ev, seed)):
             self.say(f"evaluation of {run.id}: done earlier")
+            self.cache.put("eval", key, {"created": existing["created"]})
             return existing
         self.say(f"evaluating {run.id} on {ev.split}", "evaluate")
         report = evaluate_run(run, split=ev.split, max_sentences=ev.max_sentences, batch_size=ev.batch_size,
@@ -600,6 +609,11 @@ class Experiment:
             base, base_fp = self.ensure_base()
             main, sweep_settings = settings(self.config)
             main_result = self.run_setting(main, base, base_fp)
+            arms = None
+            if self.config.arms:
+                from backend.arms import run_arms
+
+                arms = run_arms(self, main_result, base, base_fp, main.source)
             sweep = [{**main_result, "setting": s.values, "label": s.label}
                      if (s.source, s.train, s.decoupled) == (main.source, main.train, main.decoupled)
                      else self.run_setting(s, base, base_fp) for s in sweep_settings]
@@ -607,6 +621,8 @@ class Experiment:
             results = self._results(main_result, sweep, base)
             figures = self._figures(main_result, sweep, report)
             results["figures"] = figures
+            if arms:
+                results["arms"] = arms
             write_json_atomic(self.dir / "results.json", results)
             write_text_atomic(self.dir / "results.md", results_markdown(results))
             self._state(state="finished", stage="done", message=f"results in {self.dir}")
@@ -690,6 +706,10 @@ def results_markdown(results: dict) -> str:
     ent = report.entanglement_markdown(results.get("entanglement") or {})
     if ent:
         lines += [ent, ""]
+    if results.get("arms"):
+        from backend.arms import arms_markdown
+
+        lines += [arms_markdown(results["arms"]), ""]
     if results.get("sweep"):
         lines += [f"## Sweep over {results.get('sweep_param')}", "", report.sweep_markdown(results["sweep"]), ""]
         for s in results["sweep"]:
@@ -756,6 +776,15 @@ def _pretrain_summary(base: str) -> dict:
     info = _pretrain_info(paths.base_dir(base)) if "/" not in base else {}
     return {k: info.get(k) for k in ("name", "preset", "params", "steps", "final_loss", "created", "source")
             if k in info}
+
+
+def _evaluated_as(report: dict, ev: EvalSpec, seed: int) -> bool:
+    """Whether a run's eval.json was made exactly as `ev` asks (by another experiment that
+    shares the run, say): same split and generation settings, so it need not be redone."""
+    gen = report.get("generation") or {}
+    return (report.get("split") == ev.split and gen.get("max_sentences") == ev.max_sentences
+            and gen.get("batch_size") == ev.batch_size and gen.get("max_new_tokens") == ev.max_new_tokens
+            and gen.get("num_beams") == ev.num_beams and gen.get("seed") == seed)
 
 
 def _adapter_stamp(run: Run) -> float | None:

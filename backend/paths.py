@@ -4,13 +4,16 @@ All locations derive from two environment variables so that tests, CI and a live
 point the app at their own folders without touching code:
 
 - `DD_MODELS_DIR`: root of base models, runs and experiments (default: `<repo>/models`).
-- `DD_DATA_ROOTS`: `os.pathsep`-separated folders that paths typed in the app may point
-  into (default: `<repo>/data`, `<repo>/../shared/data`, and `DD_MODELS_DIR`).
+- `DD_DATA_ROOTS`: `os.pathsep`-separated folders that corpus paths typed in the app may
+  point into (default: `<repo>/data` and `<repo>/../shared/data`; never the models folder,
+  whose run files are not corpora). A base model folder may also lie under `base_models_dir()`
+  or the shipped bases.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,4 +64,28 @@ def data_roots() -> list[Path]:
     env = os.environ.get("DD_DATA_ROOTS")
     if env:
         return [Path(p).resolve() for p in env.split(os.pathsep) if p]
-    return [(REPO_ROOT / "data").resolve(), shared_data_dir(), models_dir()]
+    return [(REPO_ROOT / "data").resolve(), shared_data_dir()]
+
+
+def display(path: Path | str) -> str:
+    """A folder or file as a message may name it: relative to the project (`data/x`,
+    `../shared/data/x`), under the models folder by its setting (`DD_MODELS_DIR/runs`), or
+    only its last part; never an absolute path of the server."""
+    path = Path(path)
+    for root, name in ((models_dir(), "models" if models_dir() == REPO_ROOT / "models" else "DD_MODELS_DIR"),
+                       (REPO_ROOT, ""), (REPO_ROOT.parent, "..")):
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        return "/".join(p for p in (name, rel.as_posix()) if p and p != ".") or "."
+    return f"…/{path.name}" if path.name else "…"
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"`:,;()<>\[\]]+/)*[^\s/'\"`:,;()<>\[\]]+")
+
+
+def redact(text: str) -> str:
+    """`text` with every absolute path in it shown as `display` shows it: for messages and
+    logs a browser shows (the CLI keeps full paths)."""
+    return _ABSOLUTE.sub(lambda m: display(m.group(0)), text)

@@ -128,14 +128,14 @@ def resolve_user_path(text: str, roots: list[Path] | None = None, must_exist: bo
     if "\x00" in text:
         raise PathError("a path cannot contain a NUL character")
     allowed = _roots(roots)
-    where = ", ".join(str(r) for r in allowed) or "(none)"
+    where = ", ".join(paths.display(r) for r in allowed) or "(none)"
     inside: list[Path] = []
     try:
         typed = Path(text).expanduser()
         candidates = [typed] if typed.is_absolute() else [r / typed for r in allowed] + [Path.cwd() / typed]
         resolved = [c.resolve() for c in candidates]
     except (OSError, RuntimeError, ValueError) as e:  # ~unknown-user, symlink loops, over-long names
-        raise PathError(f"cannot resolve path {text[:200]!r}: {e}") from None
+        raise PathError(f"cannot resolve path {text[:200]!r} ({type(e).__name__})") from None
     for path in resolved:
         if _inside(path, allowed):
             inside.append(path)
@@ -211,6 +211,8 @@ def resolve_base_spec(base: str, roots: list[Path] | None = None) -> str:
         raise PathError("no base model given; use 'default', a folder, or a hub id owner/name")
     if is_local_name(text):
         return text
+    # a base folder may be a corpus root's or one of the base models' (never a run's files)
+    roots = _roots(roots) + [paths.base_models_dir(), paths.SHIPPED_BASES]
     looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") != 1 or "\\" in text
     if looks_like_path:
         return str(resolve_user_path(text, roots))
@@ -218,6 +220,37 @@ def resolve_base_spec(base: str, roots: list[Path] | None = None) -> str:
         return str(resolve_user_path(text, roots))
     except PathError:
         return validate_hub_id(text)
+
+
+def check_base_and_layers(base: str, layers: list[int] | None, roots: list[Path] | None = None) -> str:
+    """What the Train form can know before queueing: a base named like a local model exists
+    (under models/base or shipped), a folder holds a model, and the chosen layers exist in
+    it. A hub id cannot be checked offline and passes. Returns the resolved base spec."""
+    import json
+
+    spec = resolve_base_spec(base, roots)
+    if is_local_name(spec):
+        folder = paths.base_dir(spec)
+        if not (folder / "config.json").is_file() and spec != "default":  # default is built on demand
+            known = ", ".join(paths.base_names()) or "none yet"
+            raise PathError(f"there is no base model named {spec!r} (built: {known}); "
+                            f"build it with `python -m backend pretrain --name {spec}`, or type a hub id owner/name")
+    elif Path(spec).is_absolute():
+        folder = Path(spec)
+        if not (folder / "config.json").is_file():
+            raise PathError(f"{paths.display(folder)} holds no model (no config.json)")
+    else:
+        return spec  # a hub id
+    if layers:
+        try:
+            n = int(json.loads((folder / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return spec  # unknown depth: the training checks it
+        over = [layer for layer in layers if layer > n]
+        if over:
+            raise LimitError(f"the base {base!r} has {n} layers (1 to {n}); layer {', '.join(map(str, over))} "
+                             "does not exist")
+    return spec
 
 
 def trust_remote_code() -> bool:

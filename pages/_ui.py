@@ -9,12 +9,14 @@ import contextlib
 import hmac
 import html
 import logging
+import math
 import os
+import re
 from collections.abc import Iterator
 
 import streamlit as st
 
-from backend import varieties
+from backend import paths, varieties
 from backend.errors import UserError
 
 log = logging.getLogger("dialect_decoupling.app")
@@ -75,6 +77,21 @@ def password_gate() -> None:
     st.stop()
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~$])")
+
+
+def md(text: object) -> str:
+    """Text from a user, a file or an error, escaped for the markdown that st.markdown,
+    st.caption, st.error... render: no bold, link, image, code span or math gets through."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def message(error: BaseException | str) -> str:
+    """An error's one line for the browser: absolute server paths shown relative to the
+    project (backend.paths.redact), markdown escaped."""
+    return md(paths.redact(str(error)))
+
+
 def rtl_html(text: str, css_class: str = "", tag: str = "div") -> str:
     return f'<{tag} class="dd-rtl {css_class}" dir="rtl" lang="ar">{html.escape(text)}</{tag}>'
 
@@ -101,16 +118,34 @@ def shown_errors(what: str = "") -> Iterator[None]:
     try:
         yield
     except UserError as e:
-        st.error(f"{what}: {e}" if what else str(e))
+        st.error(f"{what}: {message(e)}" if what else message(e))
     except Exception as e:  # noqa: BLE001 - the page must keep working
         log.exception("unexpected error%s", f" ({what})" if what else "")
         st.error(unexpected_message(e, what))
+
+
+def damaged_runs_note() -> None:
+    """An expander listing the damaged run folders (never offered) and what is wrong with each."""
+    from backend.compare import damaged_runs
+
+    damaged = damaged_runs()
+    if damaged:
+        with st.expander(f"{len(damaged)} damaged run folder{'s' if len(damaged) > 1 else ''}, not offered"):
+            st.markdown("\n".join(f"- {md(run_id)}: {message(why.removeprefix(f'run {run_id}: '))}"
+                                  for run_id, why in damaged))
 
 
 def unexpected_message(error: BaseException, what: str = "") -> str:
     """Only the error's type: its text may hold paths or data a public demo should not show."""
     prefix = f"{what} failed" if what else "Something went wrong on this page"
     return f"{prefix} ({type(error).__name__}). The details are in the server log."
+
+
+def number(value: object) -> float | None:
+    """A finite number from a file's value, or None (text, lists, true/false, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def fmt(value: float | None, digits: int = 2, none: str = "–") -> str:

@@ -1,14 +1,15 @@
 """Compare: one source sentence through the base model, the baseline and the decoupled adapter.
 
 The base and both adapters are loaded once per run pair (st.cache_resource) and the three
-outputs come from one batched generate call (backend.compare).
+outputs come from one batched generate call (backend.compare). An optional fourth column
+steers one of the three systems at inference time (backend.steering) in the same call.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from backend import compare, safety, varieties
+from backend import compare, paths, safety, steering, varieties
 from backend.errors import UserError
 from pages import _ui as ui
 
@@ -32,6 +33,7 @@ def _target_options() -> list[str]:
 st.title("Compare")
 
 pairs = compare.find_pairs()
+ui.damaged_runs_note()
 if not pairs:
     st.info("There is no finished run pair (a baseline and a decoupled adapter trained alike) yet.")
     st.page_link("pages/home.py", label="Build the demo models on the Welcome page", icon=":material/home:")
@@ -46,7 +48,7 @@ try:
     config = pair.config()
     trained = pair.trained_varieties()
 except UserError as e:
-    st.error(str(e))
+    st.error(ui.message(e))
     st.stop()
 
 options = _target_options()
@@ -80,23 +82,40 @@ else:
     with ui.shown_errors(f"Reading the test split of {config.source}"):
         examples = _examples(config.source, target)
     if not examples:
-        st.warning(f"The corpus {config.source} has no test sentences into {ui.variety_label(target)}; "
+        st.warning(f"The corpus {ui.md(paths.redact(config.source))} has no test sentences into {ui.variety_label(target)}; "
                    "type a sentence instead.")
     else:
         i = st.selectbox(f"Test sentence ({len(examples)} into {target})", range(len(examples)),
                          format_func=lambda j: examples[j][0][:90], key=f"compare_example_{pair_key}_{target}")
         source, source_variety, reference = examples[i]
         st.caption(f"Source ({source_variety})")
-        ui.rtl(source) if source_variety != "ENG" else st.markdown(source)
+        ui.rtl(source) if source_variety != "ENG" else st.text(source)
         st.caption(f"Reference ({target})")
         ui.rtl(reference)
+
+steer: steering.SteerSpec | None = None
+steer_system = "decoupled"
+if st.toggle("Add a fourth column: inference-time steering", key="compare_steer_on",
+             help="Steer one of the three systems while it generates, with no training: `project` shrinks the "
+                  "component of its hidden states inside the MSA subspace (the inference-time mirror of the "
+                  "decoupling penalty), `vector` adds the dialect-minus-MSA mean difference."):
+    n_layers = steering.base_layer_count(config.base) or 1
+    cols = st.columns([1, 1, 1, 2])
+    steer_system = cols[0].selectbox("Steer", ["decoupled", "baseline", "base"], key="compare_steer_system")
+    method = cols[1].selectbox("Method", list(steering.METHODS), key="compare_steer_method")
+    strength = cols[2].slider("Strength", 0.0, steering.MAX_STRENGTH[method], 1.0, 0.05,
+                              key=f"compare_steer_strength_{method}")
+    layers = cols[3].multiselect("Layers", list(range(1, n_layers + 1)), key="compare_steer_layers",
+                                 help="Hidden-state layers (1 = after the first decoder layer). Empty: the "
+                                      "run's probe layers (the default middle-to-upper layers for the base).")
+    steer = steering.SteerSpec(method, strength, tuple(layers) or None)
 
 if st.button("Compare", type="primary", key="compare_run"):
     st.session_state.pop("compare_result", None)
     try:
         source = safety.check_text(source, "the source sentence")
     except UserError as e:
-        st.error(str(e)[0].upper() + str(e)[1:] + ".")
+        st.error(ui.message(str(e)[0].upper() + str(e)[1:] + "."))
         source = ""
     if source:
         pm = None
@@ -104,14 +123,15 @@ if st.button("Compare", type="primary", key="compare_run"):
             try:
                 pm = _pair_model(pair_key)
             except UserError as e:
-                st.error(f"The models could not be loaded: {e}")
+                st.error(f"The models could not be loaded: {ui.message(e)}")
             except Exception as e:  # noqa: BLE001 - a model that fails to load is a message, not a traceback
                 ui.log.exception("loading run pair %s failed", pair_key)
-                st.error(compare.load_error_message(e))
+                st.error(ui.message(compare.load_error_message(e)))
         if pm is not None:
             with ui.shown_errors("Generating"), st.spinner("Generating…"):
                 st.session_state["compare_result"] = (pair_key, compare.compare(
-                    pm, source, target, source_variety=source_variety, reference=reference))
+                    pm, source, target, source_variety=source_variety, reference=reference, steer=steer,
+                    steer_system=steer_system))
             if pm.identifier is None and pm.identifier_note:
                 st.caption(pm.identifier_note)
 
@@ -119,7 +139,7 @@ stored = st.session_state.get("compare_result")
 if stored and stored[0] == pair_key:
     result: compare.Comparison = stored[1]
     st.subheader(f"Into {ui.variety_label(result.target_variety)}")
-    for col, out in zip(st.columns(3), result.outputs):
+    for col, out in zip(st.columns(len(result.outputs)), result.outputs):
         with col:
             st.markdown(f"**{out.title}**")
             ui.rtl(out.text, card=True)
@@ -130,6 +150,7 @@ if stored and stored[0] == pair_key:
             if out.chrf is not None:
                 facts.append(f"chrF++ {out.chrf:.1f}")
             st.caption(" · ".join(facts) if facts else "no identifier or reference for this output")
-    how = "one batched call" if result.batched else "three calls"
-    st.caption(f"Generated and scored in {result.seconds:.2f} s ({how}, greedy). Prompt: `{result.prompt}`"
-               + ("" if result.trained_on_target else " — untrained target variety"))
+    how = "one batched call" if result.batched else f"{len(result.outputs)} calls"
+    st.caption(f"Generated and scored in {result.seconds:.2f} s ({how}, greedy)"
+               + ("" if result.trained_on_target else " — untrained target variety") + ". The prompt:")
+    st.code(result.prompt, language=None, wrap_lines=True)

@@ -46,10 +46,11 @@ try:
     resolved = resolve_source_spec(spec)
     corpus = _corpus(str(resolved))
 except UserError as e:
-    st.error(str(e))
+    st.error(ui.message(e))
     st.stop()
+name = ui.message(corpus.name)  # a corpus spec can hold a path and any character
 if not len(corpus):
-    st.warning(f"{corpus.name} holds no sentence pairs.")
+    st.warning(f"{name} holds no sentence pairs.")
     st.stop()
 
 counts = corpus.counts()
@@ -58,7 +59,7 @@ table = pd.DataFrame(
     [{"variety": ui.variety_label(c), **{s: counts.get((c, s), 0) for s in SPLITS}} for c in codes]
 )
 table["total"] = table[list(SPLITS)].sum(axis=1)
-st.subheader(f"{corpus.name}: {len(corpus):,} pairs")
+st.subheader(f"{name}: {len(corpus):,} pairs")
 st.dataframe(table, hide_index=True)
 
 st.subheader("Sentences")
@@ -74,7 +75,7 @@ query = cols[2].text_input("Contains (optional)", key="data_query").strip()
 pairs = [p for p in corpus.filter(split=split, targets=[target]).pairs
          if not query or query in p.source or query in p.target]
 if not pairs:
-    st.info(f"No {split} pairs into {ui.variety_label(target)}" + (f" containing “{query}”." if query else "."))
+    st.info(f"No {split} pairs into {ui.variety_label(target)}" + (f" containing “{ui.md(query)}”." if query else "."))
     st.stop()
 pages = (len(pairs) + PAGE_SIZE - 1) // PAGE_SIZE
 page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1) if pages > 1 else 1

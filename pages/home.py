@@ -23,6 +23,7 @@ st.markdown(
     "estimated during training (arXiv 2508.12803), then lets you compare what they write."
 )
 
+ready = False  # stays False when listing fails
 with ui.shown_errors("Listing the trained models"):
     ready = demo.demo_ready()
     if ready:
@@ -85,7 +86,7 @@ with ui.shown_errors("Reading the demo build status"):
         if state == "finished":
             st.success("The demo models were built: base model, baseline adapter and decoupled adapter.")
         elif state in ("failed", "interrupted"):
-            st.error(f"The last demo build stopped: {status.get('error') or 'no reason recorded'}")
+            st.error(f"The last demo build stopped: {ui.message(status.get('error') or 'no reason recorded')}")
             tail = demo.log_tail(12)
             if tail:
                 with st.expander("Last lines of the build log"):

@@ -26,12 +26,11 @@ def _per_layer(pair: compare.RunPair, key: str) -> pd.DataFrame:
     rows = []
     for method, run in (("baseline", pair.baseline), ("decoupled", pair.decoupled)):
         for record in run.metrics():
-            values = record.get(key)
-            if isinstance(values, dict):
+            values, step = record.get(key), record.get("step")
+            if isinstance(values, dict) and ui.number(step) is not None:
                 for layer, value in values.items():
-                    if value is not None:
-                        rows.append({"run": method, "step": record.get("step"), "layer": f"layer {layer}",
-                                     "value": float(value)})
+                    if ui.number(value) is not None:
+                        rows.append({"run": method, "step": step, "layer": f"layer {layer}", "value": ui.number(value)})
     return pd.DataFrame(rows, columns=["run", "step", "layer", "value"])
 
 
@@ -48,6 +47,7 @@ st.markdown("How entangled the dialect representations are with MSA, layer by la
             "(λ = 0, dashed) against the decoupled run (solid).")
 
 pairs = compare.find_pairs()
+ui.damaged_runs_note()
 if not pairs:
     st.info("There is no finished run pair yet: build the demo models on the Welcome page or train a pair.")
     st.stop()
@@ -95,17 +95,17 @@ if not systems:
     )
     st.stop()
 
-st.caption(f"From experiment {found[0]}: {ent.get('n_pairs', '?')} held-out parallel pairs, "
-           f"subspaces of rank ≤ {ent.get('k', '?')}.")
+st.caption(ui.md(f"From experiment {found[0]}: {ent.get('n_pairs', '?')} held-out parallel pairs, "
+                 f"subspaces of rank ≤ {ent.get('k', '?')}."))
 try:
     rows, angles = [], []
     for system, data in systems.items():
         for layer, figures in (data.get("layers") or {}).items():
             rows.append({"system": system, "layer": f"layer {layer}", **{
-                k: figures.get(k) for k in ("energy_probe", "energy_pca", "energy_random", "probe_accuracy",
+                k: ui.number(figures.get(k)) for k in ("energy_probe", "energy_pca", "energy_random", "probe_accuracy",
                                             "code_bits_per_token", "mean_angle", "cka")}})
             for i, angle in enumerate(figures.get("principal_angles") or []):
-                angles.append({"system": system, "layer": f"layer {layer}", "index": i + 1, "angle": angle})
+                angles.append({"system": system, "layer": f"layer {layer}", "index": i + 1, "angle": ui.number(angle)})
     table = pd.DataFrame(rows)
 except (AttributeError, TypeError) as e:
     raise UserError(f"experiment {found[0]}: the entanglement data is malformed ({e})") from None
@@ -127,13 +127,17 @@ if angles:
                   title="Principal angles between the dialect and MSA subspaces (90° = orthogonal)")
     st.plotly_chart(fig)
 
-projection = ent.get("projection") or {}
-points = pd.DataFrame(projection.get("points") or [])
+projection = ent.get("projection") if isinstance(ent.get("projection"), dict) else {}
+points = pd.DataFrame([p for p in projection.get("points") or [] if isinstance(p, dict)
+                       and ui.number(p.get("x")) is not None and ui.number(p.get("y")) is not None],
+                      columns=["x", "y", "variety", "kind", "system", "pair_id"])
 if points.empty:
     st.caption("This experiment has no 2-D projection.")
 else:
-    var = projection.get("explained_variance") or []
-    axis = [f"PC{i + 1}" + (f" ({100 * var[i]:.0f}% of the base model's variance)" if i < len(var) else "")
+    var = projection.get("explained_variance")
+    var = [ui.number(v) for v in var] if isinstance(var, list) else []
+    axis = [f"PC{i + 1}" + (f" ({100 * var[i]:.0f}% of the base model's variance)"
+                            if i < len(var) and var[i] is not None else "")
             for i in range(2)]
     fig = px.scatter(points, x="x", y="y", color="variety", symbol="kind", facet_col="system",
                      category_orders={"system": SYSTEM_ORDER}, hover_data=["pair_id"],

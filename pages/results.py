@@ -255,3 +255,44 @@ if isinstance(sweep, list) and sweep:
                ("baseline_chrf", "decoupled_chrf", "delta", "msa_delta", "baseline_chrf_sd", "decoupled_chrf_sd")},
             **{c: st.column_config.NumberColumn(format="percent") for c in ("fidelity_baseline", "fidelity_decoupled")},
         })
+
+arms = data.get("arms")
+if isinstance(arms, dict) and isinstance(arms.get("arms"), list) and arms["arms"]:
+    st.subheader("Arms: inference-time steering beside decoupling")
+    reference = str(arms.get("reference") or "baseline")
+    summary, per_variety = [], {}
+    for arm in arms["arms"]:
+        if not isinstance(arm, dict):
+            continue
+        name = str(arm.get("name"))
+        a = arm.get("average") if isinstance(arm.get("average"), dict) else {}
+        m = arm.get("msa") if isinstance(arm.get("msa"), dict) else {}
+        how = arm.get("steering") if isinstance(arm.get("steering"), dict) else {}
+        layers = how.get("layers") if isinstance(how.get("layers"), list) else []
+        summary.append({
+            "arm": name, "system": str(arm.get("system") or ""),
+            "steering": f"{how.get('method')} s={_num(how.get('strength'))} layers {','.join(map(str, layers))}"
+            if how else "–",
+            "chrf": _num(a.get("chrf")), "delta": _num(a.get("delta")), "p_value": _num(a.get("p_value")),
+            "bleu": _num(a.get("bleu")), "fidelity": _num(a.get("fidelity")), "msa_leakage": _num(a.get("msa_leakage")),
+            "msa_chrf": _num(m.get("chrf")), "msa_delta": _num(m.get("delta"))})
+        for r in [*(arm.get("rows") or []), *([m] if m else [])]:
+            if isinstance(r, dict):
+                per_variety.setdefault(str(r.get("variety")), {})[name] = _num(r.get("chrf"))
+    st.caption(f"Every arm on the same {ui.md(arms.get('split') or '')} sentences; the deltas and p-values are "
+               f"against the arm {ui.md(reference)} (paired bootstrap; averages over dialects). Fidelity / MSA "
+               "leakage: share of outputs the dialect identifier labels as the target dialect / as MSA.")
+    st.dataframe(pd.DataFrame(summary), hide_index=True, key="results_arms", column_config={
+        "p_value": st.column_config.NumberColumn(format="%.3f"),
+        **{c: st.column_config.NumberColumn(format="%.2f") for c in ("chrf", "delta", "bleu", "msa_chrf", "msa_delta")},
+        **{c: st.column_config.NumberColumn(format="percent") for c in ("fidelity", "msa_leakage")},
+    })
+    fig = go.Figure([go.Bar(x=[s["arm"] for s in summary], y=[s["chrf"] for s in summary], marker_color="#2f6fdf",
+                            text=[f"{s['delta']:+.2f}{'*' if _significant(s['p_value']) else ''}"
+                                  if s["delta"] is not None else "" for s in summary], textposition="outside")])
+    fig.update_layout(height=360, yaxis_title="chrF++ (average over dialects)", margin={"t": 40, "b": 10},
+                      title=f"chrF++ per arm (labels: delta against {reference}; * p < 0.05)")
+    st.plotly_chart(fig, key="results_arms_chart")
+    with st.expander("chrF++ per variety and arm"):
+        st.dataframe(pd.DataFrame.from_dict(per_variety, orient="index").rename_axis("variety").reset_index(),
+                     hide_index=True)

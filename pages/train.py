@@ -35,8 +35,7 @@ def _corpus_varieties(spec: str) -> list[str]:
 
 
 def _bases() -> list[str]:
-    root = paths.base_models_dir()
-    found = sorted(d.name for d in root.iterdir() if (d / "config.json").is_file()) if root.is_dir() else []
+    found = paths.base_names()
     return (["default"] if "default" in found else []) + [b for b in found if b != "default"]
 
 
@@ -64,7 +63,7 @@ st.markdown("Fine-tune LoRA adapters on the base model: a **baseline** (plain fi
 
 # --- the form ------------------------------------------------------------------------------
 preset = st.selectbox("Dialect preset", ["(choose dialects yourself)", *varieties.PRESETS],
-                      index=1 + list(varieties.PRESETS).index("the offline corpus dialects"),
+                      index=1 + list(varieties.PRESETS).index("the 25 MADAR cities"),
                       help="A starting set of dialects; you can add or remove some below.", key="train_preset")
 choices = [*varieties.CITY_CODES, *(g.code for g in varieties.GROUPS)]
 initial = list(varieties.PRESETS.get(preset, ()))
@@ -124,6 +123,7 @@ try:
     if not base:
         raise UserError("type a base model folder or hub id")
     layers = _layers(layers_text)
+    safety.check_base_and_layers(base, layers)
     for m in METHODS[method][1]:
         configs.append(RunConfig(
             method=m, source=source, dialects=list(dialects), base=base, steps=int(steps), batch_size=int(batch_size),
@@ -150,8 +150,13 @@ if configs:
         st.markdown(f"**Estimated duration:** about {demo.format_duration(total)}"
                     + (f" ({demo.format_duration(per_run)} per run)" if len(configs) > 1 else ""))
         st.caption(f"Estimate: {basis}.")
+        c = configs[0]  # what will be queued, whatever a number field still shows while it is being typed
+        st.caption(ui.md(f"Will train {c.steps} steps · batch {c.batch_size} · learning rate {c.learning_rate:g} · "
+                         f"λ {configs[-1].lam:g} · LoRA rank {c.lora_rank} · layers "
+                         f"{', '.join(map(str, c.layers)) if c.layers else 'middle-to-upper (automatic)'} · "
+                         f"probe every {c.probe_every} · seed {c.seed}"))
 for problem in problems:
-    st.error(problem)
+    st.error(ui.message(problem))
 
 if st.button("Start training", type="primary", disabled=bool(problems) or not configs, key="train_launch"):
     launched = []
@@ -172,7 +177,7 @@ def _progress_card(job: dict) -> None:
     title = f"{job.get('method', '?')} · {','.join(job.get('dialects') or [])} · {job.get('steps', '?')} steps"
     with st.container(border=True):
         where = f" (#{job['position']} in the queue)" if job.get("position") else ""
-        st.markdown(f"**{title}** — `{run_id}` — {state}{where}")
+        st.markdown(f"**{ui.md(title)}** — {ui.md(run_id)} — {ui.md(state)}{where}")
         if state == "queued":
             st.progress(0.0, text="waiting for the runs before it")
         else:
@@ -212,7 +217,7 @@ def _live() -> None:
         rows = [{"run": j.get("id"), "method": j.get("method"), "state": j.get("state"),
                  "step": (j.get("progress") or {}).get("step"), "steps": j.get("steps"),
                  "loss": (j.get("progress") or {}).get("loss"), "overlap": (j.get("progress") or {}).get("overlap"),
-                 "error": j.get("error") or j.get("reason") or ""} for j in done]
+                 "error": paths.redact(j.get("error") or j.get("reason") or "")} for j in done]
         st.dataframe(pd.DataFrame(rows), hide_index=True)
         resumable = [j["id"] for j in done if j.get("state") in ("failed", "cancelled") and j.get("has_checkpoint")]
         if resumable:

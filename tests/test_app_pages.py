@@ -104,6 +104,7 @@ def test_a_demo_password_gates_every_page(empty_models, monkeypatch):
     monkeypatch.setenv("DD_PASSWORD", "sesame")
     at = _open()
     assert [t.label for t in at.text_input] == ["Password"] and not at.button
+    at.run()  # AppTest drops a value typed into app.py's own widget right after the run that chose the page
     at.text_input(key="dd_password").input("wrong").run()
     assert "Wrong password." in [e.value for e in at.error]
     assert "Build the demo models" not in [b.label for b in at.button]
@@ -163,7 +164,12 @@ def test_compare_a_pair_whose_adapter_is_corrupt_shows_a_message(demo_pair):
     copy = Run(paths.runs_dir() / f"{demo_pair.decoupled.id}-corrupt")  # pairs with the same baseline
     shutil.copytree(demo_pair.decoupled.dir, copy.dir)
     (copy.adapter_dir / "adapter_model.safetensors").write_bytes(b"garbage")
+    weights = copy.adapter_dir / "adapter_model.safetensors"
     try:
+        at = _open("compare")  # a file that is not safetensors at all: listed as damaged, never offered
+        assert not [o for o in at.selectbox(key="compare_pair").options if copy.id in o]  # labels end in the id
+        assert "not a safetensors file" in "\n".join(m.value for m in at.markdown)
+        weights.write_bytes((2).to_bytes(8, "little") + b"{}")  # well-formed, but holds no weights
         at = _open("compare")
         at.selectbox(key="compare_pair").set_value(f"{demo_pair.baseline.id}+{copy.id}")
         at.text_area(key="compare_typed").input("أريد أن أشرب القهوة")
@@ -211,6 +217,65 @@ def test_results_table_download_and_a_corrupt_experiment(demo_pair):
         shutil.rmtree(bad)
 
 
+def _results_row(code: str, name: str, base: float, dec: float, seeds: list[int] | None = None) -> dict:
+    row = {"variety": code, "name": name, "n": 6, "baseline_chrf": base, "decoupled_chrf": dec, "delta": dec - base,
+           "p_value": 0.04, "baseline_bleu": 1.0, "decoupled_bleu": 1.5, "fidelity_baseline": 0.5,
+           "fidelity_decoupled": 0.6, "msa_leakage_baseline": 0.2, "msa_leakage_decoupled": 0.1}
+    if seeds:
+        deltas = [dec - base - 0.3, dec - base + 0.4, dec - base - 0.1][: len(seeds)]
+        row.update(seeds=seeds, baseline_chrf_sd=0.4, decoupled_chrf_sd=0.3, delta_sd=0.35, deltas=deltas,
+                   baseline_chrf_seeds=[base] * len(seeds), decoupled_chrf_seeds=[dec] * len(seeds),
+                   p_value_method="paired bootstrap stratified over seeds")
+    return row
+
+
+def _write_results(experiment_id: str, seeds: list[int] | None) -> None:
+    rows = [_results_row("CAI", "Cairo", 16.0, 16.8, seeds), _results_row("BEI", "Beirut", 17.0, 16.5, seeds)]
+    average = {**_results_row("AVG", "Average over dialects", 16.5, 16.65, seeds),
+               "p_value_method": "stratified"}
+    table = {"rows": rows, "average": average, "msa": _results_row("MSA", "Modern Standard Arabic", 20.0, 19.0, seeds),
+             "runs": {"baseline": "b0", "decoupled": "d0"}}
+    data = {"id": experiment_id, "name": experiment_id, "created": "2026-01-01T00:00:00", "split": "test",
+            "identifier_accuracy": 0.74, "signatures": {"chrf": "nrefs:1|nw:2", "bleu": "tok:intl"},
+            "config": {"name": experiment_id}, "hardware": {"device": "cpu"}, "entanglement": {},
+            **table, "sweep_param": "lam",
+            "sweep": [{**table, "setting": {"lam": lam}, "label": f"lam={lam}", "source": "offline"}
+                      for lam in (1.0, 3.0)]}
+    if seeds:  # what the code that knows seeds writes; older files have none of these keys
+        data.update(seeds=seeds, runs_by_seed=[{"seed": s, "baseline": f"b{s}", "decoupled": f"d{s}"} for s in seeds],
+                    per_seed=[{"seed": s, **table} for s in seeds])
+        for s in data["sweep"]:
+            s["seeds"] = seeds
+    write_json_atomic(paths.experiments_dir() / experiment_id / "results.json", data)
+
+
+def test_results_page_over_several_seeds_and_an_old_single_seed_file(empty_models):
+    _write_results("three-seeds", [0, 1, 2])
+    _write_results("old-single", None)
+    at = _open("results")
+    at.selectbox[0].set_value("three-seeds").run()
+    _assert_clean(at)
+    assert not at.error
+    table = at.dataframe[0].value
+    assert {"baseline_chrf_sd", "decoupled_chrf_sd", "deltas"} <= set(table.columns)
+    cai = table[table["variety"] == "CAI"].iloc[0]
+    assert cai["baseline_chrf_sd"] == pytest.approx(0.4) and cai["deltas"] == "+0.50, +1.20, +0.70"
+    assert {"CAI", "BEI", "average", "MSA"} <= set(table["variety"])
+    assert "Seeds 0, 1, 2" in _texts(at)
+    assert any("±" in str(m.value) for m in at.metric)
+    sweep = at.dataframe[1].value
+    assert list(sweep["setting"]) == ["lam=1.0", "lam=3.0"] and "deltas" in sweep.columns
+
+    at.selectbox[0].set_value("old-single").run()
+    _assert_clean(at)
+    assert not at.error
+    table = at.dataframe[0].value
+    assert "deltas" not in table.columns and "baseline_chrf_sd" not in table.columns
+    assert {"CAI", "BEI", "average", "MSA"} <= set(table["variety"])
+    assert "Seeds" not in _texts(at) and not any("±" in str(m.value) for m in at.metric)
+    assert "deltas" not in at.dataframe[1].value.columns
+
+
 @pytest.mark.slow
 def test_data_page_browses_and_rejects_bad_paths():
     at = _open("data")
@@ -238,8 +303,8 @@ def test_train_form_validates_its_input(demo_pair):
     at.text_input(key="train_layers").input("two, three").run()
     assert any("layers must be numbers" in e.value for e in at.error)
     at.text_input(key="train_layers").input("").run()
-    at.multiselect(key=key).set_value(["CAI", "ALG"]).run()  # the offline corpus has no Algiers
-    assert any("no training data for ALG" in e.value for e in at.error)
+    at.multiselect(key=key).set_value(["CAI", "EGY"]).run()  # the offline corpus has cities, not groups
+    assert any("no training data for EGY" in e.value for e in at.error)
 
 
 @pytest.mark.slow
@@ -269,3 +334,51 @@ def test_train_launches_a_background_job_and_shows_it(demo_pair):
     finally:
         if new[0].state().get("state") in jobs.ACTIVE:
             jobs.cancel(new[0].id, wait_s=30)
+
+
+# --- steering (issue 12) ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_compare_with_a_fourth_steered_column(demo_pair):
+    at = _open("compare")
+    at.selectbox(key="compare_pair").set_value(demo_pair.key)
+    at.toggle(key="compare_steer_on").set_value(True).run()
+    _assert_clean(at)
+    at.selectbox(key="compare_steer_method").set_value("vector").run()
+    at.slider(key="compare_steer_strength_vector").set_value(2.0)
+    at.multiselect(key="compare_steer_layers").set_value([1, 2])
+    at.text_area(key="compare_typed").input("أريد أن أشرب القهوة الآن")
+    at.button(key="compare_run").click().run()
+    _assert_clean(at)
+    assert not at.error
+    html = "\n".join(m.value for m in at.markdown)
+    assert html.count('dir="rtl"') >= 4 and "Steered decoupled: vector, s=2, layers 1,2" in html
+    assert "one batched call" in _texts(at)
+    at.toggle(key="compare_steer_on").set_value(False).run()  # back to three columns
+    at.button(key="compare_run").click().run()
+    assert "Steered" not in "\n".join(m.value for m in at.markdown)
+
+
+def test_results_page_shows_the_arms(empty_models):
+    _write_results("with-arms", None)
+    path = paths.experiments_dir() / "with-arms" / "results.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+
+    def arm(name, chrf, delta, p, steer=None):
+        row = {"variety": "CAI", "name": "Cairo", "n": 6, "chrf": chrf, "bleu": 1.0, "fidelity": 0.5,
+               "msa_leakage": 0.2, "delta": delta, "p_value": p}
+        return {"name": name, "system": name.split("+")[0], "steer": steer, "rows": [row],
+                "average": {**row, "variety": "AVG"}, "msa": {**row, "variety": "MSA"},
+                "steering": steer and {**steer, "origin": "estimated", "positions": "generated"}}
+
+    data["arms"] = {"reference": "baseline", "split": "test", "seeds": [0], "bootstrap": 1000, "varieties": ["CAI", "MSA"],
+                    "arms": [arm("baseline", 16.0, None, None), arm("decoupled", 16.8, 0.8, 0.03),
+                             arm("base+vector", 12.0, -4.0, 0.001, {"method": "vector", "strength": 1.0, "layers": [3]})]}
+    write_json_atomic(path, data)
+    at = _open("results")
+    at.selectbox[0].set_value("with-arms").run()
+    _assert_clean(at)
+    assert not at.error and "Arms: inference-time steering beside decoupling" in [s.value for s in at.subheader]
+    table = next(d.value for d in at.dataframe if "arm" in d.value.columns)
+    assert list(table["arm"]) == ["baseline", "decoupled", "base+vector"]
+    assert table["steering"].iloc[2] == "vector s=1.0 layers 3" and table["delta"].iloc[1] == pytest.approx(0.8)

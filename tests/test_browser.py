@@ -9,6 +9,7 @@ artifacts/screenshots/ (git-ignored). Skips when /usr/bin/chromium is missing; n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -214,14 +215,14 @@ def test_launch_a_training_and_watch_it_progress(page, server):
             jobs.cancel(run.id, wait_s=30)
 
 
-def test_the_first_visitor_of_a_fresh_server_cannot_skip_the_password(browser, tmp_path):
-    """Before app.py has run st.navigation once, Streamlit serves /results straight from
-    pages/results.py (its pages/ folder convention), so every page gates itself too."""
+@contextlib.contextmanager
+def _fresh_server(models: Path, **env: str):
+    """`streamlit run app.py` started for one test, on models folder `models`; yields its URL."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env={**os.environ, "DD_MODELS_DIR": str(tmp_path), "DD_PASSWORD": "s3cret"},
+        cwd=REPO, env={**os.environ, "DD_MODELS_DIR": str(models), "DD_READ_ONLY": "", **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -232,14 +233,123 @@ def test_the_first_visitor_of_a_fresh_server_cannot_skip_the_password(browser, t
                     break
             except OSError:
                 time.sleep(0.5)
-        context = browser.new_context()
-        page = context.new_page()
-        page.goto(f"{url}/results")
-        page.wait_for_selector("h1", timeout=90_000)
-        _settle(page)
-        assert page.locator("input[type=password]").count() == 1
-        assert page.get_by_role("heading", name="Results").count() == 0
-        context.close()
+        yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+APP_PAGES = ["Welcome", "Compare", "Train", "Overlap", "Results", "Data"]
+
+
+def _nav_links(page) -> list[str]:
+    """The sidebar's page titles (each link's last line; the first is its icon's name)."""
+    return [t.strip().splitlines()[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+
+
+def test_the_first_visitor_of_a_fresh_server_sees_the_gate_in_the_apps_navigation(browser, tmp_path):
+    """On a fresh server the first request is for /results: the gate shows inside the app's
+    own navigation (its page titles, never the file names of a pages/ folder), and after
+    the password the visitor is on Results. Also for a second visitor to another page."""
+    with _fresh_server(tmp_path, DD_PASSWORD="s3cret") as url:
+        for path, title in (("results", "Results"), ("overlap", "Overlap"), ("", "Dialect decoupling")):
+            context = browser.new_context()
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/{path}")
+            page.wait_for_selector("input[type=password]", timeout=90_000)
+            _settle(page)
+            assert _nav_links(page) == APP_PAGES, _nav_links(page)
+            assert not path or page.get_by_role("heading", name=title).count() == 0
+            page.locator("input[type=password]").fill("s3cret")
+            page.keyboard.press("Enter")
+            page.locator("input[type=password]").wait_for(state="detached", timeout=60_000)
+            page.get_by_role("heading", name=title).wait_for(timeout=60_000)
+            _settle(page)
+            assert page.url.rstrip("/") == f"{url}/{path}".rstrip("/"), page.url
+            assert _nav_links(page) == APP_PAGES
+            _no_traceback(page)
+            context.close()
+
+
+def _server_paths(models: Path) -> list[str]:
+    return [p for p in {str(REPO), str(REPO.parent), str(models), sys.prefix, str(Path.home()), "/tmp/"}
+            if len(p) > 1]
+
+
+def test_no_message_shows_a_server_path_or_renders_typed_markdown(browser, tmp_path):
+    """The refusal cases of the Data and Train pages, and a damaged run folder, behind a
+    password on a fresh server: every message names folders relative to the project, typed
+    markdown/HTML stays text, and nothing shows a traceback."""
+    run = tmp_path / "runs" / "20260101-000000-decoupled-damaged"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"method": "decoupled"}', encoding="utf-8")
+    (run / "state.json").write_text("[1, 2]", encoding="utf-8")
+    with _fresh_server(tmp_path, DD_PASSWORD="s3cret") as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/data")
+        page.wait_for_selector("input[type=password]", timeout=90_000)
+        page.locator("input[type=password]").fill("s3cret")
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Data").wait_for(timeout=90_000)
+        _settle(page)
+        shown: list[str] = []
+        hostile = "`x` **bold** [link](http://127.0.0.1:9/l) ![img](http://127.0.0.1:9/i.png) <b>html</b> $x^2$"
+        for spec in ("csv:/etc/passwd", "madar:../../../etc", "csv:no-such-file.tsv", f"csv:{REPO}/app.py",
+                     "madar:" + hostile, "hub:../../x", f"offline?{hostile}"):
+            page.get_by_role("textbox", name="Corpus").fill(spec)
+            page.keyboard.press("Enter")
+            _settle(page)
+            _no_traceback(page)
+            shown.append(page.inner_text('[data-testid="stMain"]'))
+        page.get_by_role("textbox", name="Corpus").fill("offline")
+        page.keyboard.press("Enter")
+        _settle(page)
+        page.get_by_role("textbox", name="Contains (optional)").fill(hostile)
+        page.keyboard.press("Enter")
+        _settle(page)
+        shown.append(page.inner_text('[data-testid="stMain"]'))
+        page.get_by_role("link", name="Train").first.click()
+        page.get_by_role("heading", name="Train").wait_for()
+        _settle(page)
+        for source in ("csv:/etc/passwd", f"madar:{tmp_path}", "madar:" + hostile):
+            page.get_by_role("textbox", name="Data source").fill(source)
+            page.keyboard.press("Enter")
+            _settle(page)
+            _no_traceback(page)
+            shown.append(page.inner_text('[data-testid="stMain"]'))
+        for title in ("Compare", "Overlap"):
+            page.get_by_role("link", name=title).first.click()
+            page.get_by_role("heading", name=title).wait_for()
+            _settle(page)
+            page.get_by_text("damaged run folder").click()  # open the list of damaged runs
+            _settle(page)
+            _no_traceback(page)
+            shown.append(page.inner_text('[data-testid="stMain"]'))
+        assert "state.json holds a list, not an object" in "\n".join(shown)
+        for text in shown:
+            for server_path in _server_paths(tmp_path):
+                assert server_path not in text, (server_path, text[:1500])
+        assert page.locator("img[src*='127.0.0.1:9'], a[href*='127.0.0.1:9']").count() == 0
+        context.close()
+
+
+def test_compare_with_a_steered_fourth_column(page, server):
+    _goto(page, server)  # the app opens on Compare when runs exist
+    assert page.inner_text("h1").strip() == "Compare"
+    page.get_by_text("Add a fourth column: inference-time steering").click()
+    _settle(page)
+    page.get_by_text("Strength").wait_for()
+    page.get_by_role("textbox", name="Sentence", exact=True).fill("أريد أن أشرب القهوة الآن")
+    page.keyboard.press("Tab")
+    _settle(page)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.get_by_text("one batched call").wait_for(timeout=120_000)
+    _settle(page)
+    _no_traceback(page)
+    cards = page.query_selector_all(".dd-card")
+    assert len(cards) == 4
+    assert page.get_by_text(re.compile(r"^Steered decoupled: project, s=1")).count() == 1
+    _shoot(page, "compare-steered")

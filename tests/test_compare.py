@@ -21,7 +21,7 @@ def _fake_run(root, run_id: str, config: RunConfig, state: str = "finished", ada
     if adapter:
         run.adapter_dir.mkdir()
         (run.adapter_dir / "adapter_config.json").write_text("{}")
-        (run.adapter_dir / "adapter_model.safetensors").write_bytes(b"")
+        (run.adapter_dir / "adapter_model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
     return run
 
 

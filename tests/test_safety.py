@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import safety
+from backend import paths, safety
 from backend.errors import CorpusError, LimitError, PathError, UserError
 from backend.runs import RunConfig
 
@@ -265,3 +265,23 @@ def test_models_are_saved_as_safetensors(tiny_base):
 
 def test_environment_is_not_trusting_remote_code_in_tests():
     assert os.environ.get("DD_TRUST_REMOTE_CODE") != "1"
+
+
+def test_the_models_folder_is_not_a_data_root(monkeypatch, tmp_path):
+    """A run's own files are never read as a corpus; a base model folder under models/base is
+    still a valid base. Refusals name folders relative to the project, never absolute."""
+    monkeypatch.setenv("DD_MODELS_DIR", str(tmp_path))
+    monkeypatch.delenv("DD_DATA_ROOTS", raising=False)
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "outputs.jsonl").write_text("x\ty\n", encoding="utf-8")
+    (tmp_path / "base" / "mine").mkdir(parents=True)
+    assert paths.models_dir() not in paths.data_roots()
+    with pytest.raises(PathError, match="outside the allowed data folders") as e:
+        safety.resolve_source_spec(f"csv:{run / 'outputs.jsonl'}")
+    assert "(data, ../shared/data)" in str(e.value)  # the roots, relative to the project
+    shown = paths.redact(str(e.value))  # what a page shows: the typed path too, without its folders
+    assert str(tmp_path) not in shown and str(REPO) not in shown and "outputs.jsonl" in shown
+    assert safety.resolve_base_spec(str(tmp_path / "base" / "mine")) == str(tmp_path / "base" / "mine")
+    with pytest.raises(PathError):
+        safety.resolve_base_spec(str(run))

@@ -5,12 +5,16 @@
 `--adapter` takes a run id, a run folder or an adapter folder; with a run, its base model and
 prompt format are used unless `--base` is given. `--text` may be repeated; one output line
 per text, in order.
+
+`--steer project|vector --strength S --layers L1,L2` steers the generation at inference time
+(backend/steering.py); strength 0 gives exactly the unsteered output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -27,6 +31,17 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    steer = p.add_argument_group("inference-time steering (backend/steering.py)")
+    steer.add_argument("--steer", choices=["project", "vector"], default=None,
+                       help="project: shrink the MSA-subspace component at --layers; vector: add the "
+                            "dialect-minus-MSA mean difference")
+    steer.add_argument("--strength", type=float, default=1.0, help="project: 0..1; vector: 0..4 (default: 1)")
+    steer.add_argument("--layers", default=None, help="hidden-state layers, e.g. 3,4 (default: the run's probe "
+                                                      "layers, else the default layers)")
+    steer.add_argument("--subspace", choices=["auto", "run", "estimate"], default="auto",
+                       help="project: the run's saved subspace (auto with a run) or one estimated on the model")
+    steer.add_argument("--corpus", default=None, help="corpus whose train split the statistics are estimated "
+                                                      "from (default: the run's, else offline)")
 
 
 def resolve_adapter(spec: str) -> tuple[Path, dict | None]:
@@ -72,8 +87,22 @@ def main(args: argparse.Namespace) -> int:
     if adapter is not None:
         model = load_adapter(model, adapter, "adapter")
     prompts = [format_prompt(t, source_variety, target, template) for t in texts]
-    outputs = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, num_beams=args.beams,
-                       do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    gen = dict(max_new_tokens=args.max_new_tokens, num_beams=args.beams, do_sample=args.sample,
+               temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    if args.steer:
+        from backend import steering
+        from backend.runs import Run
+
+        spec = steering.SteerSpec(args.steer, args.strength, steering.parse_layers(args.layers))
+        run = Run(adapter.parent) if adapter is not None and run_config is not None else None
+        steerer = steering.prepare(model, tokenizer, spec, base=base, run=run, adapter_dir=adapter,
+                                   corpus_spec=args.corpus or (run_config or {}).get("source") or "offline",
+                                   prompt_format=template, subspace=args.subspace,
+                                   progress=lambda m: print(m, file=sys.stderr))
+        print(f"steering: {steerer.spec.label}; {steerer.data.origin}", file=sys.stderr)
+        outputs = steerer.generate(model, tokenizer, prompts, [target] * len(prompts), **gen)
+    else:
+        outputs = generate(model, tokenizer, prompts, **gen)
     for line in outputs:
         print(line)
     return 0

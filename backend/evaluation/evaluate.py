@@ -161,8 +161,12 @@ def evaluate_base(base: str, source: str = "offline", split: str = "test", diale
 
 def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *, label: str, prompt_format: str,
                    max_sentences: int | None = None, batch_size: int = 16, max_new_tokens: int = 48,
-                   num_beams: int = 1, seed: int = 0, progress: Progress | None = None) -> tuple[dict, list[dict]]:
-    """(report, output lines) of a loaded model on `split` for the varieties `codes`."""
+                   num_beams: int = 1, seed: int = 0, progress: Progress | None = None,
+                   steering=None) -> tuple[dict, list[dict]]:
+    """(report, output lines) of a loaded model on `split` for the varieties `codes`.
+
+    `steering` (a backend.steering.Steerer) generates with inference-time steering towards
+    each pair's target variety; the report then says how (`steering`)."""
     from backend.modeling import format_prompt, generate
 
     say = progress or (lambda message: None)
@@ -179,8 +183,11 @@ def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *
     prompts = [format_prompt(p.source, p.source_variety, p.target_variety, prompt_format) for p in pairs]
     say(f"{label}: generating {len(prompts)} sentences ({', '.join(f'{c} {len(v)}' for c, v in by_variety.items())})")
     start = time.time()
-    hyps = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                    num_beams=num_beams, seed=seed)
+    gen = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed)
+    if steering is not None:
+        hyps = steering.generate(model, tokenizer, prompts, [p.target_variety for p in pairs], **gen)
+    else:
+        hyps = generate(model, tokenizer, prompts, **gen)
     gen_time = time.time() - start
 
     say(f"{label}: scoring")
@@ -213,6 +220,8 @@ def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *
                        "num_beams": num_beams, "do_sample": False, "seed": seed, "max_sentences": max_sentences,
                        "seconds": round(gen_time, 2), "sentences_per_s": round(len(hyps) / max(gen_time, 1e-9), 2)},
     }
+    if steering is not None:
+        report["steering"] = steering.describe()
     return report, lines
 
 

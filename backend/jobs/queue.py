@@ -49,16 +49,11 @@ def _read_state(run: Run) -> tuple[dict[str, Any], str | None]:
     """(state, why the folder is corrupt or None)."""
     try:
         run.config()
+        state = run.read_state()
     except (UserError, OSError) as e:
         return {"state": "corrupt"}, str(e)
-    try:
-        state = json.loads(run.state_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if state is None:
         return {"state": "finished" if run.has_adapter() else "unknown"}, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return {"state": "corrupt"}, f"run {run.id}: state.json is unreadable ({type(e).__name__})"
-    if not isinstance(state, dict) or not isinstance(state.get("state"), str):
-        return {"state": "corrupt"}, f"run {run.id}: state.json has no state"
     return state, None
 
 
@@ -194,11 +189,14 @@ def _queued(scan: list[tuple[Run, dict[str, Any], str | None]]) -> list[Run]:
 def list_jobs() -> list[dict[str, Any]]:
     """Every run folder as a status dict, newest first; corrupt folders appear as `corrupt`
     with a `reason` and never hide the others. Starts a worker if jobs wait and none runs."""
+    reap()
     scan = _scan()
     queue = _queued(scan)
     positions = {r.id: i + 1 for i, r in enumerate(queue)}
     out = []
     for run, state, reason in scan:
+        if reason is None and state.get("state") not in ACTIVE:
+            reason = run.damage()  # every file of a settled run, not only config and state
         try:
             status = _status(run, state, reason)
         except Exception as e:  # e.g. a config.json with values of the wrong type
@@ -233,7 +231,7 @@ def comparable_runs() -> list[Run]:
     A failed, cancelled or still running run never appears, whatever its folder holds."""
     out = []
     for run, state, reason in _scan():
-        if reason is None and state.get("state") == "finished" and run.has_adapter():
+        if reason is None and state.get("state") == "finished" and run.has_adapter() and run.damage() is None:
             out.append(run)
     return out
 
@@ -348,11 +346,17 @@ def _child_env() -> dict[str, str]:
     return dict(os.environ, PYTHONUNBUFFERED="1", DD_MODELS_DIR=str(paths.models_dir()))
 
 
-def ensure_worker() -> bool:
-    """Start a detached worker if none holds the worker lock; True if one was started."""
-    for p in list(_spawned):  # reap the ones that exited, so they leave no zombies
+def reap() -> None:
+    """Collect the exit status of the workers this process started that have ended, so none
+    stays a zombie of the app's process (list_jobs calls it on every refresh of the Train page)."""
+    for p in list(_spawned):
         if p.poll() is not None:
             _spawned.remove(p)
+
+
+def ensure_worker() -> bool:
+    """Start a detached worker if none holds the worker lock; True if one was started."""
+    reap()
     if worker_running():
         return False
     runs = paths.runs_dir()
