@@ -98,7 +98,10 @@ def test_resolve_base_rejects_invalid_and_offline_ids(monkeypatch, models_root):
 
 
 def test_resolve_default_missing_tells_how_to_build(monkeypatch, tmp_path):
+    from backend import paths
+
     monkeypatch.setenv("DD_MODELS_DIR", str(tmp_path))
+    monkeypatch.setattr(paths, "SHIPPED_BASES", tmp_path / "no-shipped-bases")
     with pytest.raises(ModelLoadError, match="python -m backend pretrain"):
         resolve_base("default")
 

@@ -103,11 +103,14 @@ def test_cancel_then_resume_continues_from_the_checkpoint(tiny_base):
     assert steps == sorted(set(steps)) and steps[-1] == 12
 
 
-def test_unknown_layers_and_missing_dialects_are_clear_errors(tiny_base):
+def test_unknown_layers_and_missing_dialects_are_clear_errors(tiny_base, tmp_path):
     from backend.errors import UserError
 
     with pytest.raises(UserError, match="layers"):
         train(tiny_config(tiny_base, "decoupled", layers=[99], steps=2))
+    only_cairo = tmp_path / "cai.tsv"
+    only_cairo.write_text("source\ttarget\tvariety\tsplit\n" + "".join(
+        f"جملة {i}\tجملة {i} دلوقتي\tCAI\ttrain\n" for i in range(20)), encoding="utf-8")
     with pytest.raises(UserError, match="no training pairs for DAM"):
-        train(tiny_config(tiny_base, "decoupled", dialects=["DAM"], steps=2))
+        train(tiny_config(tiny_base, "decoupled", source=f"csv:{only_cairo}", dialects=["DAM"], steps=2))
     assert torch.get_num_threads() >= 1
