@@ -20,6 +20,8 @@ if str(ROOT) not in sys.path:
 from backend.errors import UserError  # noqa: E402
 from pages import _ui as ui  # noqa: E402
 
+ui.leave_pages_fallback()  # a fresh server's first request: through this navigation, not pages/
+
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 st.set_page_config(page_title="Dialect decoupling", page_icon=":material/translate:", layout="wide")
@@ -38,10 +40,14 @@ def _has_pairs() -> bool:
 
 ready = _has_pairs()
 pages = [
-    st.Page("pages/home.py", title="Welcome", icon=":material/home:", default=not ready),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=ready),
+    # Welcome stays the default page so every page keeps its own URL (a bookmarked /compare
+    # works whatever is built); a visitor arriving at "/" once models exist is sent to Compare.
+    st.Page("pages/home.py", title="Welcome", icon=":material/home:", default=True),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/browse.py", title="Browse", icon=":material/table_rows:"),
 ]
-if not ui.read_only():
+if not ui.read_only():  # rating writes answers to the server, as training does
+    pages.append(st.Page("pages/rate.py", title="Rate", icon=":material/how_to_vote:"))
     pages.append(st.Page("pages/train.py", title="Train", icon=":material/model_training:"))
 pages += [
     st.Page("pages/overlap.py", title="Overlap", icon=":material/stacked_line_chart:"),
@@ -53,6 +59,10 @@ page = st.navigation(pages)
 # A live demo's password (secrets.toml or DD_PASSWORD; no gate when unset), asked after the
 # navigation is built: the visitor sees it on the page they asked for, and lands there.
 ui.password_gate()
+if not st.session_state.get("dd_arrived"):
+    st.session_state["dd_arrived"] = True
+    if ready and page.url_path == "":
+        st.switch_page("pages/compare.py")
 try:
     page.run()
 except UserError as e:

@@ -23,6 +23,8 @@ COMMANDS = {
     "runs": ("backend.cli.runs", "list and show run folders"),
     "jobs": ("backend.cli.jobs", "background jobs: list, show, cancel, resume"),
     "demo": ("backend.cli.demo", "build the demo models on the offline corpus"),
+    "browse": ("backend.cli.browse", "a run pair's evaluated test outputs as CSV"),
+    "ratings": ("backend.cli.ratings", "blind ratings: export as CSV, summary"),
 }
 
 

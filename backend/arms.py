@@ -41,6 +41,7 @@ from backend import paths, varieties
 from backend.errors import RunError, UserError
 from backend.evaluation import metrics
 from backend.runs import Run, read_jsonl, write_json_atomic, write_text_atomic
+from backend.stages import adapter_stamp
 from backend.steering import EstimateSettings, SteerSpec
 
 Progress = Callable[[str], None]
@@ -67,24 +68,16 @@ def evaluate_run_steered(run: Run, spec: SteerSpec, *, split: str = "test", dial
     """`evaluate_run` with steering: the same sentences and scores, written to
     eval-steer-<slug>.json / outputs-steer-<slug>.jsonl beside the run's own eval.json."""
     from backend import steering
-    from backend.data import load_corpus
-    from backend.evaluation.evaluate import evaluate_model, run_varieties
-    from backend.modeling import load_adapter, load_base
+    from backend.evaluation.evaluate import evaluate_model, load_run
 
     say = progress or (lambda message: None)
-    config = run.config()
-    if not run.has_adapter():
-        raise RunError(f"run {run.id} has no trained adapter yet (state: {run.state().get('state')})")
-    corpus = corpus if corpus is not None else load_corpus(config.source)
-    codes = run_varieties(config, corpus, split, dialects)
-    say(f"{run.id}: loading {config.base} + adapter")
-    model, tokenizer = load_base(config.base)
-    model = load_adapter(model, run.adapter_dir, "adapter")
+    loaded = load_run(run, split, dialects, corpus, say)
+    config, corpus, model, tokenizer = loaded.config, loaded.corpus, loaded.model, loaded.tokenizer
     steerer = steering.prepare(model, tokenizer, spec, base=config.base, run=run, adapter_dir=run.adapter_dir,
                                corpus_spec=config.source, prompt_format=config.prompt_format, subspace=subspace,
                                settings=settings, corpus=corpus, progress=say)
     slug = steerer.spec.slug(estimated=not steerer.data.origin.startswith("run "))
-    report, lines = evaluate_model(model, tokenizer, corpus, codes, split, label=f"{run.id} steered {slug}",
+    report, lines = evaluate_model(model, tokenizer, corpus, loaded.codes, split, label=f"{run.id} steered {slug}",
                                    prompt_format=config.prompt_format, max_sentences=max_sentences,
                                    batch_size=batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                    seed=seed, progress=say, steering=steerer)
@@ -107,10 +100,10 @@ def evaluate_base_arm(base: str, spec: SteerSpec | None, *, corpus: Any, corpus_
     from backend import steering
     from backend.evaluation.evaluate import evaluate_model
     from backend.modeling import load_base
-    from backend.modeling.tokenizer import PROMPT_FORMAT
+    from backend.prompts import DEFAULT_FORMAT
 
     say = progress or (lambda message: None)
-    template = prompt_format or PROMPT_FORMAT
+    template = prompt_format or DEFAULT_FORMAT
     codes = [c for c in varieties.parse_list(list(dialects)) if c != "MSA"]
     if any(p.split == split and p.target_variety == "MSA" for p in corpus.pairs):
         codes.append("MSA")
@@ -236,8 +229,6 @@ def _stage(exp: Any, key: dict, make: Callable[[], tuple[dict, Path, Path]]) -> 
 def run_arms(exp: Any, main: dict, base: str, base_fp: str, source: str, progress: Progress | None = None) -> dict:
     """Evaluate every arm of `exp.config` (a backend.experiment.Experiment) on its split, for
     each seed's runs of the main setting, and build the arms table."""
-    from backend.experiment import _adapter_stamp
-
     config = exp.config
     defaults = _steering_defaults(config.steering)
     arms = parse_arms(config.arms, defaults)
@@ -281,7 +272,7 @@ def run_arms(exp: Any, main: dict, base: str, base_fp: str, source: str, progres
                 per_seed.append((report, _by_variety(read_jsonl(run.dir / "outputs.jsonl"))))
                 continue
             exp.say(f"arm {arm.name} (seed {seed}, run {run.id})", "arms")
-            key = {"arm": arm.to_dict(), "run": run.id, "adapter": _adapter_stamp(run), "eval": eval_kw,
+            key = {"arm": arm.to_dict(), "run": run.id, "adapter": adapter_stamp(run), "eval": eval_kw,
                    "seed": seed, "settings": asdict(settings)}
 
             def make(run=run, arm=arm, seed=seed) -> tuple[dict, Path, Path]:

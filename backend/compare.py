@@ -3,8 +3,10 @@
 What the Compare page (and `bench/compare_latency.py`) needs, with no Streamlit in it:
 
 - `find_pairs` pairs every finished decoupled run with the newest finished baseline that
-  differs from it only in lambda (same base, source, dialects, seed, steps, LoRA and probe
-  settings), because only such a pair isolates the effect of the penalty.
+  differs from it only in the penalty's settings (`backend.runs.PAIR_FREE_SETTINGS`: lambda,
+  layers, probe; same base, source, dialects, seed, steps and LoRA), because only such a pair
+  isolates the effect of the penalty. `pair_curves` and `measurement_notes` chart and word
+  what the two runs' probes measured when their layers or probe settings differ.
 - `load_pair_model` loads the base once and both adapters onto it ("baseline",
   "decoupled"); the page keeps the result in `st.cache_resource`.
 - `compare` runs the three systems in ONE batched `generate` call through peft's
@@ -22,6 +24,9 @@ the output then shows what an unseen tag does rather than what the method does.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,15 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths, varieties
+from backend.data import load_corpus
 from backend.errors import LimitError, RunError, UserError
+from backend.prompts import Prompter
 from backend.runs import Run, RunConfig, list_runs
+from backend.safety import check_text
+
+# torch, the model loaders, steering and the metrics are imported where they are used: the
+# Overlap and Results pages import this module only to list pairs and read their files.
 
 SYSTEMS = ("base", "baseline", "decoupled")
 TITLES = {"base": "Base model (no adapter)", "baseline": "Baseline adapter (λ = 0)",
           "decoupled": "Decoupled adapter"}
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
-# Settings that may differ between the two runs of a pair: the method itself and the penalty.
-_PAIR_FREE = {"method", "lam", "lam_warmup", "name"}
+# Settings in which a pair's runs may differ that change what the baseline's probe measures.
+_MEASURED_WITH = ("layers", "probe_every", "probe_rank", "probe_steps", "probe_batch", "subspace")
 
 
 @dataclass(frozen=True)
@@ -65,17 +76,9 @@ class RunPair:
                 f"λ={cfg.lam:g} · seed {cfg.seed} · {self.decoupled.id}")
 
 
-def _pair_key(config: RunConfig) -> tuple:
-    data = config.to_dict()
-    data["dialects"] = sorted(varieties.parse_list(config.dialects))
-    return tuple(sorted((k, repr(v)) for k, v in data.items() if k not in _PAIR_FREE))
-
-
 def _finished(run: Run) -> RunConfig | None:
-    """The run's settings if it finished with an adapter and no file of it is damaged."""
-    if run.state().get("state") != "finished" or not run.has_adapter() or run.damage() is not None:
-        return None
-    return run.config()
+    """The run's settings if it is complete (`Run.is_complete`), else None."""
+    return run.config() if run.is_complete() else None
 
 
 def damaged_runs(root: Path | None = None) -> list[tuple[str, str]]:
@@ -84,7 +87,8 @@ def damaged_runs(root: Path | None = None) -> list[tuple[str, str]]:
 
 
 def find_pairs(root: Path | None = None) -> list[RunPair]:
-    """Finished (baseline, decoupled) pairs that differ only in lambda, newest decoupled first.
+    """Finished (baseline, decoupled) pairs that differ only in `PAIR_FREE_SETTINGS` (lambda,
+    the layers and the probe), newest decoupled first.
 
     Each decoupled run pairs with the newest matching baseline started before it (run ids
     begin with their start time; an experiment or `train --method both` trains the baseline
@@ -97,7 +101,7 @@ def find_pairs(root: Path | None = None) -> list[RunPair]:
         config = _finished(run)
         if config is None:
             continue
-        key = _pair_key(config)
+        key = config.pair_key()
         if config.method == "baseline":
             baselines.setdefault(key, []).append(run)
         else:
@@ -116,6 +120,99 @@ def get_pair(key: str, root: Path | None = None) -> RunPair:
         if pair.key == key:
             return pair
     raise RunError(f"no finished run pair {key!r}; it may have been deleted")
+
+
+# --- what the two runs' probes measured ------------------------------------------------------
+
+def _number(value: object) -> float | None:
+    """A finite number from a file's value, or None (text, lists, true/false, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _layer_order(layer: str) -> tuple:
+    return (0, int(layer), "") if layer.isdigit() else (1, 0, layer)
+
+
+def _layers_text(layers: list[str]) -> str:
+    return ", ".join(layers) if layers else "none"
+
+
+@dataclass(frozen=True)
+class PairCurves:
+    """One per-layer figure of metrics.jsonl (overlap, probe_acc...) for both runs of a pair.
+
+    `rows` ({run, step, layer, value}) keep only the layers both runs measured, when they
+    share any: a pair may differ in `layers`, and a curve without its counterpart compares
+    with nothing. When they share none, every row is kept and `note` says they do not compare.
+    """
+
+    rows: list[dict[str, Any]]
+    measured: dict[str, list[str]]  # run ("baseline", "decoupled") -> the layers it logged
+    shared: list[str]
+
+    @property
+    def note(self) -> str | None:
+        """The layers left out (or why nothing compares), in words; None when both measured alike."""
+        base, dec = self.measured.get("baseline", []), self.measured.get("decoupled", [])
+        if not base or not dec or base == dec:
+            return None
+        if not self.shared:
+            return (f"The two runs measured different layers (baseline: {_layers_text(base)}; decoupled: "
+                    f"{_layers_text(dec)}), so their curves do not compare layer by layer.")
+        return (f"The baseline measured layers {_layers_text(base)} and the decoupled run layers "
+                f"{_layers_text(dec)}; shown are the layers both measured: {_layers_text(self.shared)}.")
+
+
+def pair_curves(pair: RunPair, key: str) -> PairCurves:
+    """`key`'s per-layer values at every logged step of both runs (see PairCurves)."""
+    rows: list[dict[str, Any]] = []
+    measured: dict[str, list[str]] = {}
+    for method, run in (("baseline", pair.baseline), ("decoupled", pair.decoupled)):
+        layers: set[str] = set()
+        for record in run.metrics():
+            values, step = record.get(key), _number(record.get("step"))
+            if not isinstance(values, dict) or step is None:
+                continue
+            for layer, value in values.items():
+                if _number(value) is not None:
+                    layers.add(str(layer))
+                    rows.append({"run": method, "step": step, "layer": str(layer), "value": _number(value)})
+        measured[method] = sorted(layers, key=_layer_order)
+    shared = [layer for layer in measured["baseline"] if layer in set(measured["decoupled"])]
+    if shared:
+        rows = [r for r in rows if r["layer"] in set(shared)]
+    return PairCurves(rows, measured, shared)
+
+
+def measurement_notes(pair: RunPair) -> list[str]:
+    """In words, how the two runs' probes were set differently (layers, cadence, rank...).
+
+    Only the decoupled run acts on its probe; the baseline's measures. Settings that differ
+    change what the figures mean side by side, so the pages say so next to the charts.
+    """
+    base, dec = pair.baseline.config(), pair.decoupled.config()
+    differ = [name for name in _MEASURED_WITH if getattr(base, name) != getattr(dec, name)]
+
+    def shown(config: RunConfig, name: str) -> str:
+        value = getattr(config, name)
+        if name == "layers":
+            return "the default layers" if value is None else "layers " + ", ".join(map(str, value))
+        return f"{name}={value}"
+
+    notes = []
+    if "layers" in differ:
+        notes.append(f"The baseline probed {shown(base, 'layers')}, the decoupled run {shown(dec, 'layers')}.")
+    if "probe_every" in differ:
+        notes.append(f"The baseline updated its probe every {base.probe_every} steps, the decoupled run every "
+                     f"{dec.probe_every}: their points fall on different steps.")
+    other = [name for name in differ if name not in ("layers", "probe_every")]
+    if other:
+        pairs = "; ".join(f"{shown(base, n)} against {shown(dec, n)}" for n in other)
+        notes.append(f"Their probes were set differently ({pairs}): the MSA subspace each run measured against "
+                     "was not estimated alike, so compare the curves' shapes more than their exact heights.")
+    return notes
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -155,7 +252,6 @@ def load_identifier(config: RunConfig) -> tuple[Any | None, str]:
     (trained on the corpus's train split, cached under models/identifiers/). Returns
     (identifier or None, a note saying why None)."""
     try:
-        from backend.data import load_corpus
         from backend.evaluation.evaluate import identifier_for
 
         return identifier_for(load_corpus(config.source))[0], ""
@@ -189,8 +285,6 @@ class Comparison:
 
 
 def _check_source(text: str) -> str:
-    from backend.safety import check_text
-
     return " ".join(check_text(text, "the source sentence").split())
 
 
@@ -200,8 +294,6 @@ def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48,
 
     With `steer` (a backend.steering.RowSteer) a fourth row, the steered system, joins the same
     batch: its adapter through peft's mixed batch, its steering through hooks on that row only."""
-    import contextlib
-
     import torch
 
     from backend.modeling import generate
@@ -257,12 +349,10 @@ def compare(pm: PairModel, source: str, target_variety: str, *, source_variety: 
 
     `steer` (a backend.steering.SteerSpec) adds a fourth output: `steer_system` (base, baseline
     or decoupled) steered at inference time, generated in the same batched call."""
-    from backend.modeling import format_prompt
-
     source = _check_source(source)
     target = varieties.code(target_variety)
     src_variety = varieties.code(source_variety)
-    prompt = format_prompt(source, src_variety, target, pm.pair.config().prompt_format)
+    prompt = Prompter(pm.tokenizer, pm.pair.config().prompt_format)(source, src_variety, target)
     start = time.perf_counter()
     systems, titles, row = list(SYSTEMS), dict(TITLES), None
     if steer is not None:
@@ -294,8 +384,6 @@ def _identify(identifier: Any, texts: list[str]) -> list[tuple[str | None, float
 
 def split_examples(source: str, target_variety: str, split: str = "test", limit: int = 200) -> list[Any]:
     """Pairs into `target_variety` from one split of a corpus spec (the first `limit`)."""
-    from backend.data import load_corpus
-
     target = varieties.code(target_variety)
     pairs = load_corpus(source).filter(split=split, targets=[target]).pairs
     return pairs[:limit]
@@ -315,8 +403,6 @@ def list_experiments(root: Path | None = None) -> list[str]:
 
 def read_experiment(experiment_id: str, root: Path | None = None) -> dict[str, Any]:
     """An experiment's results.json; a missing or corrupt file raises RunError."""
-    import json
-
     root = root or paths.experiments_dir()
     if not experiment_id or "/" in experiment_id or "\\" in experiment_id or experiment_id.startswith("."):
         raise RunError(f"invalid experiment id {experiment_id!r}")

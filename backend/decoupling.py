@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from backend.modeling.layers import run_to_layers, unwrap_parallel
+
 LOG2 = math.log(2.0)
 
 
@@ -92,7 +94,9 @@ class VariationalProbe(nn.Module):
         return (math.log(self.prior_std) - self.log_sigma + (s2 + self.mu**2) / (2 * p2) - 0.5).sum()
 
     def logits(self, h: Tensor, sample: bool = False) -> Tensor:
-        z = self._standardise(h)
+        return self._logits_z(self._standardise(h), sample)
+
+    def _logits_z(self, z: Tensor, sample: bool = False) -> Tensor:
         if sample:
             eps = torch.randn(self.mu.shape, generator=self._gen).to(self.mu.device)
             w = self.mu + self.sigma * eps
@@ -115,10 +119,11 @@ class VariationalProbe(nn.Module):
         # and the probe collapses to its prior (rank 0) after a few updates.
         n = max(1, int(self.n_seen))
         loss = torch.zeros(())
+        z = self._standardise(h)  # fixed during the fit: standardised once
         with torch.enable_grad():
             for _ in range(steps):
                 self._opt.zero_grad(set_to_none=True)
-                nll = F.cross_entropy(self.logits(h, sample=True), y)
+                nll = F.cross_entropy(self._logits_z(z, sample=True), y)
                 loss = nll + self.kl() / n
                 loss.backward()
                 self._opt.step()
@@ -194,11 +199,75 @@ class VariationalProbe(nn.Module):
         return orthonormalise(effective, min(k_max, int(keep.numel())))
 
 
+_PARAMS = ("mu", "log_sigma", "V", "b")
+
+
+def fit_probes(probes: list[VariationalProbe], hs: list[Tensor], y: Tensor, steps: int = 20) -> list[float]:
+    """`probe.fit(h, y, steps)` for one probe per layer on the same labelled rows, as one
+    batched computation. The layers' losses are separate terms of one sum and Adam works
+    element by element, so every probe takes the steps its own `fit` would (the same noise
+    draws from its own generator, the same moments, up to float rounding) for a third of
+    the per-operation cost, which is what a probe update on small batches spends."""
+    if len({(p.d, p.n_classes, p.k_max, int(p.n_updates), int(p.n_seen), p.prior_std, p.lr) for p in probes}) != 1:
+        raise ValueError("fit_probes needs probes of one shape, updated together")
+    first = probes[0]
+    device = first.mu.device
+    y = y.to(device)
+    hs = [h.detach().float().to(device) for h in hs]
+    for p, h in zip(probes, hs):
+        p._update_stats(h)
+        p.n_seen += h.shape[0]
+    lr = first.lr * max(0.2, 1.0 / (1.0 + 0.2 * int(first.n_updates)))
+    n = max(1, int(first.n_seen))  # the KL is spread over the whole stream, as in `fit`
+    z = torch.stack([p._standardise(h) for p, h in zip(probes, hs)])  # L x N x d
+    params = [torch.stack([getattr(p, name).detach() for p in probes]).requires_grad_() for name in _PARAMS]
+    opt = torch.optim.Adam(params, lr=lr)
+    if first._opt is not None:
+        for stacked, name in zip(params, _PARAMS):
+            states = [p._opt.state.get(getattr(p, name), {}) for p in probes]
+            if states[0]:
+                opt.state[stacked] = {"step": states[0]["step"].clone(),
+                                      "exp_avg": torch.stack([s["exp_avg"] for s in states]),
+                                      "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in states])}
+    L, yy = len(probes), y.repeat(len(probes))
+    log_prior, p2 = math.log(first.prior_std), first.prior_std**2
+    per_layer = torch.zeros(L)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            mu, log_sigma, V, b = params
+            eps = torch.stack([torch.randn(p.mu.shape, generator=p._gen) for p in probes]).to(device)
+            sigma = log_sigma.exp()
+            logits = torch.baddbmm(b[:, None, :], torch.bmm(z, mu + sigma * eps), V)
+            nll = F.cross_entropy(logits.reshape(-1, first.n_classes), yy, reduction="none").view(L, -1).mean(1)
+            kl = (log_prior - log_sigma + (sigma**2 + mu**2) / (2 * p2) - 0.5).sum((1, 2))
+            per_layer = nll + kl / n
+            per_layer.sum().backward()
+            opt.step()
+    with torch.no_grad():
+        for i, p in enumerate(probes):
+            for stacked, name in zip(params, _PARAMS):
+                getattr(p, name).copy_(stacked[i])
+            if p._opt is None:
+                p._opt = torch.optim.Adam(p.parameters(), lr=lr)
+            for group in p._opt.param_groups:
+                group["lr"] = lr
+            for stacked, name in zip(params, _PARAMS):
+                st = opt.state[stacked]
+                p._opt.state[getattr(p, name)] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][i].clone(),
+                                                  "exp_avg_sq": st["exp_avg_sq"][i].clone()}
+            p.n_updates += 1
+    return [float(x) for x in per_layer.detach()]
+
+
 def orthonormalise(directions: Tensor, k_max: int, rel_tol: float = 1e-3) -> Tensor:
-    """SVD-based: drops near-collinear directions instead of amplifying noise like QR would."""
+    """Orthonormal basis of the columns' span (float32, or float64 if given float64), the
+    project's one routine for it. SVD-based: drops near-collinear directions instead of
+    amplifying noise like QR would."""
     if directions.shape[1] == 0:
         return directions
-    u, s, _ = torch.linalg.svd(directions.float(), full_matrices=False)
+    x = directions if directions.dtype == torch.float64 else directions.float()
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
     r = int((s > s[0] * rel_tol).sum()) if s.numel() else 0
     return u[:, : min(r, k_max)]
 
@@ -293,14 +362,17 @@ class MSASubspaceEstimator:
         """One online update from held-out MSA states and the current dialect batch's states."""
         report = ProbeReport({}, {}, {}, {}, {})
         dialect_y = dialect_y.cpu()
+        hms = {l: msa[l].detach().float().cpu() for l in self.layers}
+        hds = {l: dialect[l].detach().float().cpu() for l in self.layers}
+        hs = {l: torch.cat([hms[l], hds[l]]) for l in self.layers}
+        y = torch.cat([torch.zeros(len(hms[self.layers[0]]), dtype=torch.long), dialect_y])
         for l in self.layers:
-            hm, hd = msa[l].detach().float().cpu(), dialect[l].detach().float().cpu()
-            h = torch.cat([hm, hd])
-            y = torch.cat([torch.zeros(len(hm), dtype=torch.long), dialect_y])
-            self._update_means(l, h, y)
-            probe = self.probes[l]
-            probe.fit(h, y, steps=self.probe_steps)
-            self.pcas[l].update(hm)
+            self._update_means(l, hs[l], y)
+        fit_probes([self.probes[l] for l in self.layers], [hs[l] for l in self.layers], y, self.probe_steps)
+        for l in self.layers:
+            hm, hd, h, probe = hms[l], hds[l], hs[l], self.probes[l]
+            if self.method != "probe":  # the covariance (d x d per layer) only serves "pca"/"both"
+                self.pcas[l].update(hm)
             self.bases[l] = self._basis(l)
             code = probe.code_length_bits(h, y)
             nll_d = [v for c, v in code["per_class"].items() if c != 0]
@@ -364,30 +436,47 @@ class MSASubspaceEstimator:
 
 @torch.no_grad()
 def collect_states(model: nn.Module, tokenizer, prompts: list[str], targets: list[str], layers: list[int],
-                   batch_size: int = 32, max_length: int = 96, pool: bool = False) -> dict[int, Tensor]:
+                   batch_size: int = 32, max_length: int = 96, pool: bool = False,
+                   items: list[dict] | None = None) -> dict[int, Tensor]:
     """Hidden states over target tokens (N_tokens x d per layer), or their mean per
-    sentence (n_sentences x d) with `pool=True`, for parallel or held-out sentences."""
+    sentence (n_sentences x d) with `pool=True`, for parallel or held-out sentences.
+    `items`: the same sentences already through `backend.examples.encode` (the probe
+    encodes its held-out pool once, not at every update)."""
     from backend.examples import collate, encode, target_mask
 
+    # Past DDP: its forward broadcasts buffers, a collective that would wait for the other
+    # processes, which do not run this forward when only the main one probes.
+    model = unwrap_parallel(model)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    items = encode(tokenizer, prompts, targets, max_length)
-    out: dict[int, list[Tensor]] = {l: [] for l in layers}
-    for i in range(0, len(items), batch_size):
-        batch = collate(items[i: i + batch_size], tokenizer.pad_token_id)
-        hs = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                   output_hidden_states=True).hidden_states
-        mask = target_mask(batch["labels"]).to(device)
-        for l in layers:
-            h = hs[l].float()
-            if pool:
-                m = mask.unsqueeze(-1).float()
-                out[l].append(((h * m).sum(1) / m.sum(1).clamp_min(1)).cpu())
-            else:
-                out[l].append(h[mask].cpu())
-    model.train(was_training)
-    return {l: torch.cat(v) if v else torch.zeros(0) for l, v in out.items()}
+    if items is None:
+        items = encode(tokenizer, prompts, targets, max_length)
+    # Batches of similar lengths (little padding to compute), results put back in order.
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
+    parts: dict[int, list[Tensor]] = {l: [torch.zeros(0)] * len(items) for l in layers}
+    try:
+        for i in range(0, len(order), batch_size):
+            idx = order[i: i + batch_size]
+            batch = collate([items[j] for j in idx], tokenizer.pad_token_id)
+            hs = run_to_layers(model, layers, input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device), use_cache=False)
+            mask = target_mask(batch["labels"]).to(device)
+            counts = mask.sum(1).tolist()
+            for l in layers:
+                h = hs[l].float()
+                if pool:
+                    m = mask.unsqueeze(-1).float()
+                    rows = ((h * m).sum(1) / m.sum(1).clamp_min(1)).cpu().unbind(0)
+                else:
+                    rows = h[mask].cpu().split(counts)
+                for j, row in zip(idx, rows):
+                    parts[l][j] = row
+    finally:
+        model.train(was_training)
+    if not items:
+        return {l: torch.zeros(0) for l in layers}
+    return {l: torch.stack(v) if pool else torch.cat(v) for l, v in parts.items()}
 
 
 def collect_sentence_states(model: nn.Module, tokenizer, prompts: list[str], targets: list[str],

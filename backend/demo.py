@@ -15,9 +15,11 @@ The page never builds in its own script thread: `start_background` spawns a deta
 does not kill it) and the page polls `demo_status()`, which reads `models/demo/status.json`.
 Only the process holding the `models/demo/build.lock` flock writes that file, so two clicks
 (two tabs) cannot start two builds; a status that says "running" while nobody holds the lock
-is reported as "interrupted". Inside the build a watcher thread turns the experiment's stage
-(its state.json) and the training run's state.json into one progress fraction, weighted by
-each stage's estimated duration.
+is reported as "interrupted". The lock, the spawn and the cancel (which signals the pid only
+while it still names the build: a pid is reused once its process is gone) are the job
+queue's (`backend.jobs.locks`, `backend.jobs.process`). Inside the build the experiment's
+progress `Event`s (stage, step of total) become one progress fraction, weighted by each
+stage's estimated duration.
 
 Durations are estimated from the measured seconds per step of past runs on the same base
 (their metrics.jsonl), or, without any, from constants measured on the 2-core development
@@ -27,24 +29,23 @@ CPU (see `FALLBACK_SECONDS_PER_STEP`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import re
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from backend import paths, varieties
 from backend.errors import JobError, RunError, UserError
-from backend.runs import DEFAULT_DIALECTS, Run, RunConfig, list_runs, write_json_atomic
+from backend.events import Event
+from backend.jobs import locks, process
+from backend.runs import DEFAULT_DIALECTS, Run, RunConfig, list_runs, read_tail, write_json_atomic
+from backend.stages import Cancelled, Interrupted
 
 # Seconds per optimizer step measured on the development machine (2 shared CPU cores),
 # used only when no finished run on the same base has measured its own.
@@ -86,9 +87,27 @@ class DemoOptions:
                                       entanglement_probe_steps=30)
         return cls(**{**values, **overrides})
 
+    def __post_init__(self) -> None:
+        self.run_config("decoupled")  # the run settings are checked where they are declared, in RunConfig
+
     def train_settings(self) -> dict[str, Any]:
         return {"steps": self.steps, "batch_size": self.batch_size, "max_length": self.max_length,
                 "probe_every": self.probe_every}
+
+    def to_json(self) -> str:
+        """These options as one JSON object: how a detached build receives them (no argv round trip)."""
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> DemoOptions:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise UserError("the demo options are not valid JSON") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - known:
+            raise UserError(f"the demo options must be an object with keys among {', '.join(sorted(known))}")
+        return cls(**data)
 
     def experiment_config(self):
         """The backend.experiment config this demo runs."""
@@ -141,27 +160,13 @@ def _lock_path() -> Path:
 
 @contextlib.contextmanager
 def _build_lock() -> Iterator[None]:
-    demo_dir().mkdir(parents=True, exist_ok=True)
-    with open(_lock_path(), "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise JobError("the demo build is already running") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with locks.hold(_lock_path(), "the demo build is already running"):
+        yield
 
 
 def build_running() -> bool:
     """True while some process holds the build lock (works across processes and reloads)."""
-    if not _lock_path().exists():
-        return False
-    try:
-        with _build_lock():
-            return False
-    except JobError:
-        return True
+    return locks.is_locked(_lock_path())
 
 
 def demo_status() -> Status:
@@ -283,87 +288,61 @@ def format_duration(seconds: float) -> str:
 # --- building --------------------------------------------------------------------------------
 
 STAGES = ("base", "baseline", "decoupled", "evaluate")
-_EVAL_STAGES = {"evaluate": 0.1, "compare": 0.6, "entanglement": 0.65, "report": 0.95, "done": 1.0}
-_PRETRAIN_STEP = re.compile(r"pretrain step (\d+)/(\d+)")
+# How far into the evaluate stage each experiment stage after training begins.
+_EVAL_STAGES = {"evaluate": 0.1, "compare": 0.6, "entanglement": 0.65, "arms": 0.9, "report": 0.95, "done": 1.0}
 
 
-class _Cancelled(Exception):
-    pass
-
-
-def _raise_cancelled(*_: Any) -> None:
-    raise _Cancelled
+def _raise_interrupted(*_: Any) -> None:
+    raise Interrupted
 
 
 class _Progress:
-    """Turns the experiment's messages, its state.json and the training run's state.json
-    into the demo's status.json (one fraction over the stages, weighted by their estimates)."""
+    """Subscribes to the experiment's events and turns them into the demo's status.json: one
+    fraction over the stages, weighted by their estimates."""
 
     def __init__(self, options: DemoOptions, on_status: Callable[[Status], None] | None) -> None:
         self.options, self.on_status = options, on_status
         self.weights = stage_estimates(options)
         self.lock = threading.RLock()
-        self.message = "starting"
-        self.base_step: tuple[int, int] | None = None
         self.written = 0.0
-        self.status: Status = {"state": "running", "pid": os.getpid(), "started": time.time(),
-                               "stages": list(STAGES), "stage": "base", "fraction": 0.0, "message": "starting",
-                               "experiment": options.name, "runs": {}, "error": None,
+        self.written_stage: str | None = None
+        self.dirty = False
+        self.status: Status = {"state": "running", "pid": os.getpid(), "pid_start": process.start_ticks(os.getpid()),
+                               "started": time.time(), "stages": list(STAGES), "stage": "base", "fraction": 0.0,
+                               "message": "starting", "experiment": options.name, "runs": {}, "error": None,
                                "options": asdict(options), "estimate_s": round(sum(self.weights.values()))}
 
-    def on_message(self, message: str) -> None:
-        text = message.split("] ", 1)[-1].strip()
-        m = _PRETRAIN_STEP.search(text)
-        with self.lock:
-            if m:
-                self.base_step = (int(m.group(1)), int(m.group(2)))
-            self.message = text
-        self.refresh()
-
-    def _experiment_stage(self) -> str | None:
-        try:
-            state = json.loads((paths.experiments_dir() / self.options.name / "state.json").read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-        return state.get("stage") if state.get("pid") == os.getpid() else None
-
-    def _running_run(self) -> Run | None:
-        for run in list_runs():
-            state = run.state()
-            if state.get("pid") == os.getpid() and state.get("state") == "running":
-                return run
-        return None
-
-    def refresh(self, force: bool = False) -> None:
+    def on_event(self, event: Event) -> None:
         with self.lock:
             stage, within, extra = self.status["stage"], 0.0, {}
-            exp_stage = self._experiment_stage()
-            if exp_stage in ("start", "base"):
+            if event.stage in ("start", "base"):
                 stage = "base"
-                if self.base_step:
-                    within = self.base_step[0] / max(1, self.base_step[1])
-                    extra = {"step": self.base_step[0], "steps": self.base_step[1]}
-            elif exp_stage == "train":
-                run = self._running_run()
-                if run is not None:
-                    try:
-                        stage = run.config().method
-                    except UserError:
-                        pass
-                    progress = run.state().get("progress") or {}
-                    if progress.get("steps"):
-                        within = progress.get("step", 0) / progress["steps"]
-                    extra = {k: progress.get(k) for k in ("step", "steps", "loss", "penalty", "overlap", "eta_s")}
-                    self.status["runs"][stage] = run.id
-            elif exp_stage in _EVAL_STAGES:
-                stage, within = "evaluate", _EVAL_STAGES[exp_stage]
+                if event.fraction is not None:
+                    within, extra = event.fraction, {"step": event.step, "steps": event.total}
+            elif event.stage == "train" and event.method in STAGES:
+                stage = event.method
+                within = event.fraction or 0.0
+                extra = {"step": event.step, "steps": event.total, **{k: event.data.get(k) for k in
+                                                                       ("loss", "penalty", "overlap", "eta_s")}}
+                if event.run:
+                    self.status["runs"][stage] = event.run
+            elif event.stage in _EVAL_STAGES:
+                stage, within = "evaluate", _EVAL_STAGES[event.stage]
             index = STAGES.index(stage)
             done = sum(self.weights[s] for s in STAGES[:index])
             fraction = (done + min(1.0, within) * self.weights[stage]) / sum(self.weights.values())
             fraction = max(fraction, self.status.get("fraction", 0.0))  # never moves backwards
-            self.status.update({"stage": stage, "fraction": round(fraction, 4), "message": self.message,
-                                "step": None, "steps": None, "eta_s": None, **extra})
-            self._write(force)
+            self.status.update({"stage": stage, "fraction": round(fraction, 4), "step": None, "steps": None,
+                                "eta_s": None, **extra})
+            if event.message:
+                self.status["message"] = event.message
+            self._write(force=stage != self.written_stage)
+
+    def flush(self, force: bool = False) -> None:
+        """Write what the last events changed (they are written at most twice a second)."""
+        with self.lock:
+            if self.dirty or force:
+                self._write(True)
 
     def finish(self, **updates: Any) -> Status:
         with self.lock:
@@ -374,8 +353,9 @@ class _Progress:
     def _write(self, force: bool) -> None:
         now = time.time()
         self.status["heartbeat"] = self.status["updated"] = now
+        self.dirty = True
         if force or now - self.written > 0.5:
-            self.written = now
+            self.written, self.dirty, self.written_stage = now, False, self.status["stage"]
             write_json_atomic(status_path(), self.status)
         if self.on_status:
             self.on_status(dict(self.status))
@@ -392,30 +372,30 @@ def build_demo(options: DemoOptions | None = None, on_status: Callable[[Status],
     config = options.experiment_config()
     with _build_lock():
         progress = _Progress(options, on_status)
-        progress.refresh(force=True)
+        progress.flush(force=True)
         stop = threading.Event()
 
-        def watch() -> None:
+        def flush() -> None:
             while not stop.wait(1.0):
-                progress.refresh()
+                progress.flush()
 
-        watcher = threading.Thread(target=watch, name="demo-progress", daemon=True)
-        watcher.start()
+        flusher = threading.Thread(target=flush, name="demo-progress", daemon=True)
+        flusher.start()
         previous = None
         if threading.current_thread() is threading.main_thread():
             # Training installs its own SIGTERM handler (stop at the next step) and restores this one.
-            previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+            previous = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
-            results = Experiment(config, progress=progress.on_message,
+            results = Experiment(config, progress=lambda message: None, subscribers=[progress.on_event],
                                  command="python -m backend demo " + " ".join(options.to_args())).run()
             runs = {k: v for k, v in (results.get("runs") or {}).items() if isinstance(v, str)}
             return progress.finish(state="finished", fraction=1.0, stage="evaluate",
                                    message="the demo models are ready", runs=runs)
-        except _Cancelled:
+        except Interrupted:
             return progress.finish(state="cancelled", message="cancelled")
+        except Cancelled:
+            return progress.finish(state="cancelled", message="cancelled; the next build resumes it")
         except UserError as e:
-            if isinstance(e, RunError) and "ended cancelled" in str(e):
-                return progress.finish(state="cancelled", message="cancelled; the next build resumes it")
             progress.finish(state="failed", error=str(e), message=f"failed: {e}")
             raise
         except BaseException as e:
@@ -424,7 +404,7 @@ def build_demo(options: DemoOptions | None = None, on_status: Callable[[Status],
             raise
         finally:
             stop.set()
-            watcher.join(timeout=5)
+            flusher.join(timeout=5)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
@@ -438,41 +418,29 @@ def start_background(options: DemoOptions | None = None) -> Status:
     options = options or DemoOptions()
     if build_running():
         raise JobError("the demo build is already running")
-    demo_dir().mkdir(parents=True, exist_ok=True)
     status = {"state": "starting", "pid": None, "started": time.time(), "updated": time.time(),
               "fraction": 0.0, "message": "starting the build process", "stages": [], "runs": {}}
     write_json_atomic(status_path(), status)  # before the child can write its own
-    log = open(log_path(), "a", encoding="utf-8")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "demo", *options.to_args()],
-            cwd=paths.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    finally:
-        log.close()
-    threading.Thread(target=proc.wait, daemon=True).start()  # reap it: no zombie
+    child = process.spawn(["demo", "--options", options.to_json()], log_path(), reap=True)
     current = demo_status()
     if current.get("state") == "starting" and current.get("pid") is None:
-        current = {**current, "pid": proc.pid}
+        current = {**current, "pid": child.pid, "pid_start": process.start_ticks(child.pid)}
         write_json_atomic(status_path(), current)
     return current
 
 
 def cancel_demo() -> Status:
-    """Ask the running build to stop (SIGTERM: a training run stops at its next step)."""
+    """Ask the running build to stop (SIGTERM: a training run stops at its next step). The
+    signal goes only to the process that wrote the status, never to a later owner of its pid."""
     status = demo_status()
     if status.get("state") not in ("starting", "running") or not status.get("pid"):
         raise RunError("no demo build is running")
-    try:
-        os.kill(int(status["pid"]), signal.SIGTERM)
-    except ProcessLookupError:
-        raise RunError("the demo build process is already gone") from None
+    started = status.get("started")
+    if not process.terminate(status["pid"], status.get("pid_start"),
+                             started if isinstance(started, (int, float)) else None):
+        raise RunError("the demo build process is already gone")
     return status
 
 
 def log_tail(lines: int = 20) -> str:
-    try:
-        return "\n".join(log_path().read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
+    return read_tail(log_path(), lines)

@@ -11,19 +11,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from backend.prompts import prompt_ids
+
 IGNORE = -100
 
 
 def encode(tokenizer: Any, prompts: list[str], targets: list[str], max_length: int,
            variety_ids: list[int] | None = None) -> list[dict[str, Any]]:
-    """Token ids per example; the prompt is kept whole and the target truncated to fit."""
-    p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    """Token ids per example: the prompt (BOS once, as `generate` builds it) takes at most half
+    of `max_length`, the target the rest.
+
+    An over-long prompt loses tokens from its middle, not its end: the end holds the target tag
+    or the chat template's answer header, without which the model does not know what to write.
+    """
+    p_ids = prompt_ids(tokenizer, prompts)
     t_ids = tokenizer([" " + t for t in targets], add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
+    budget = max(1, max_length // 2)
     out = []
     for i, (p, t) in enumerate(zip(p_ids, t_ids)):
-        prompt = (bos + p)[: max_length // 2]
+        head = budget // 4
+        prompt = p if len(p) <= budget else p[:head] + p[len(p) - (budget - head):]
         target = (t + eos)[: max(1, max_length - len(prompt))]
         item = {"input_ids": prompt + target, "labels": [IGNORE] * len(prompt) + target}
         if variety_ids is not None:

@@ -15,17 +15,21 @@ are means over seeds (the entanglement's 2-D projection is the first seed's). re
 then holds `seeds`, `runs_by_seed` and `per_seed` (each seed's own table); its `runs` are the
 first seed's pair. One seed gives exactly the single-run tables.
 
-The experiment id is the config's `name`. Every stage's result is cached on disk under
-`stages/`, keyed by a hash of everything that stage depends on, so re-running the command
-skips what is finished, resumes a half-trained run from its last checkpoint, and redoes
-only what a changed config invalidates (adding a seed trains only that seed's runs). A
-`sweep` (over a corpus option such as `msa_overlap`, or over any run setting such as `lam`)
-repeats the pipeline per value (and per seed) and adds one table per setting plus a
-summary; settings that coincide share their runs. A list of sweeps varies one setting at a
-time around the main one. A sweep over a setting that only the penalty uses (lam, layers,
-probe cadence...) retrains the decoupled run alone: the baseline, which has no penalty, is
-the main setting's (of the same seed). Runs are shared by settings, not by name, so another
-experiment's run with the same settings and seed is reused rather than retrained.
+The experiment id is the config's `name`. The stages are the functions of `backend.stages`,
+each cached on disk under `stages/`, keyed by a hash of everything that stage depends on, so
+re-running the command skips what is finished, resumes a half-trained run from its last
+checkpoint, and redoes only what a changed config invalidates (adding a seed trains only
+that seed's runs). Progress is reported as `backend.events.Event`s (to `subscribers`, and
+kept in events.jsonl beside log.txt). A `sweep` (over a corpus option such as
+`msa_overlap` or madar's `cities`, written in the corpus spec's own syntax by
+`Spec.with_options`, or over any run setting such as `lam`) repeats the pipeline per value
+(and per seed) and adds one table per setting plus a summary; settings that coincide share
+their runs. A list of sweeps varies one setting at a time around the main one. A sweep over
+a setting that only the penalty uses (`runs.PAIR_FREE_SETTINGS`: lam, layers, probe
+cadence...) retrains the decoupled run alone: the baseline, which has no penalty, is the
+main setting's (of the same seed), and the two open as a pair on Compare. Runs are shared
+by settings, not by name, so another experiment's run with the same settings and seed is
+reused rather than retrained.
 
 Config (YAML or JSON; every key but `name` optional):
 
@@ -45,26 +49,49 @@ Config (YAML or JSON; every key but `name` optional):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import re
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from backend import paths, varieties
-from backend.errors import RunError, UserError
-from backend.runs import DEFAULT_DIALECTS, Run, RunConfig, create_run, write_json_atomic, write_text_atomic
+import yaml
 
-Progress = Callable[[str], None]
+from backend import paths, varieties
+from backend.arms import arms_markdown, parse_arms, run_arms
+from backend.data.sources import Spec
+from backend.errors import UserError
+from backend.evaluation import report
+from backend.events import Event, Subscriber
+from backend.runs import (
+    DEFAULT_DIALECTS,
+    PAIR_FREE_SETTINGS,
+    Run,
+    RunConfig,
+    write_json_atomic,
+    write_text_atomic,
+)
+from backend.stages import (
+    Cancelled,
+    Context,
+    Interrupted,
+    Progress,
+    _fmt,
+    compare_stage,
+    ensure_base,
+    entanglement_stage,
+    eval_stage,
+    expand_source,
+    pretrain_info,
+    seeds_stage,
+    train_stage,
+)
+
 _RUN_FIELDS = {f.name for f in fields(RunConfig)}
-# Settings that change nothing in a run without the penalty (lambda = 0).
-PENALTY_ONLY = {"lam", "lam_warmup", "layers", "probe_every", "probe_rank", "probe_steps", "probe_batch", "subspace"}
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -178,6 +205,10 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
         if bad or fixed:
             raise UserError(f"`{key}` cannot set {', '.join(bad + fixed)}; run settings are: "
                             f"{', '.join(sorted(_RUN_FIELDS - {'method', 'source', 'dialects', 'base', 'seed', 'name'}))}")
+        try:
+            RunConfig(**section)  # each setting checked once, where RunConfig declares it
+        except UserError as e:
+            raise UserError(f"`{key}`: {e}") from None
         data[key] = dict(section)
     data["dialects"] = varieties.parse_list(data.get("dialects") or DEFAULT_DIALECTS)
     if "seed" in data and "seeds" in data and data["seeds"] is not None:
@@ -192,8 +223,6 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     if config.evaluation.split == "train":
         raise UserError("evaluating on the training split says nothing; use dev or test")
     if config.arms is not None:
-        from backend.arms import parse_arms
-
         parse_arms(config.arms, config.steering)
     if config.sweep is not None:
         config.sweep = _sweeps(config.sweep)
@@ -223,6 +252,11 @@ def _sweeps(sweep: Any) -> list[dict[str, Any]]:
             raise UserError("`sweep` needs `param` and a non-empty list of `values` (or a list of such)")
         if item["param"] in {"method", "dialects", "base", "name", "seed", "source"}:
             raise UserError(f"cannot sweep over {item['param']!r}")
+        for value in item["values"] if item["param"] in _RUN_FIELDS else ():
+            try:
+                RunConfig(**{item["param"]: value})
+            except UserError as e:
+                raise UserError(f"`sweep` over {item['param']}: {e}") from None
         out.append({"param": str(item["param"]), "values": list(item["values"])})
     return out
 
@@ -239,8 +273,6 @@ def load_config(path: str | Path) -> ExperimentConfig:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
@@ -248,20 +280,6 @@ def load_config(path: str | Path) -> ExperimentConfig:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot parse {path}: {first}") from None
     return config_from_dict(data)
-
-
-def expand_source(spec: str) -> str:
-    return str(spec).replace("{shared}", str(paths.shared_data_dir()))
-
-
-def with_source_option(spec: str, key: str, value: Any) -> str:
-    """`offline:seed=1` + (msa_overlap, 0.2) -> `offline:seed=1,msa_overlap=0.2`."""
-    name, _, opts = spec.partition(":")
-    if opts and not all("=" in part for part in opts.split(",") if part):
-        raise UserError(f"cannot set {key} on corpus {spec!r}: it takes no options")
-    items = dict(part.split("=", 1) for part in opts.split(",") if part)
-    items[key] = str(value)
-    return f"{name}:" + ",".join(f"{k}={v}" for k, v in items.items())
 
 
 @dataclass
@@ -284,43 +302,61 @@ def settings(config: ExperimentConfig) -> tuple[Setting, list[Setting]]:
         param = sweep["param"]
         for value in sweep["values"]:
             s = Setting(f"{param}={value}", {param: value}, main.source, dict(main.train), dict(main.decoupled))
-            if param in PENALTY_ONLY:
+            if param in PAIR_FREE_SETTINGS:  # the penalty's: the baseline stays the main one
                 s.decoupled[param] = value
             elif param in _RUN_FIELDS:
                 s.train[param] = value
-            else:
-                s.source = with_source_option(main.source, param, value)
+            else:  # a corpus option, written into the spec by its own syntax
+                s.source = str(Spec.parse(main.source).with_options(**{param: value}))
             out.append(s)
     return main, out
 
 
-# --- the stage cache ----------------------------------------------------------------------
+# --- the pipeline: the stages chained per setting and seed --------------------------------
 
-def _hash(key: Any) -> str:
-    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class StageCache:
-    """One JSON file per finished (or started) stage: stages/<kind>-<hash of its inputs>.json."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root / "stages"
-
-    def path(self, kind: str, key: Any) -> Path:
-        return self.root / f"{kind}-{_hash(key)}.json"
-
-    def get(self, kind: str, key: Any) -> dict | None:
-        try:
-            return json.loads(self.path(kind, key).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def put(self, kind: str, key: Any, record: dict) -> dict:
-        write_json_atomic(self.path(kind, key), {"kind": kind, "key": key, "saved": time.time(), **record})
-        return record
+def run_config(config: ExperimentConfig, setting: Setting, method: str, base: str,
+               seed: int | None = None) -> RunConfig:
+    """The RunConfig one method of one setting trains with (for one seed)."""
+    seed = config.seed_list[0] if seed is None else seed
+    values = {**setting.train, **(setting.decoupled if method == "decoupled" else {})}
+    name = f"{config.id}-{setting.label}" if setting.label != "main" else config.id
+    if len(config.seed_list) > 1:
+        name = f"{name}-seed{seed}"
+    return RunConfig(method=method, source=setting.source, dialects=list(config.dialects), base=base,
+                     seed=seed, name=name, **values)
 
 
-# --- the pipeline -------------------------------------------------------------------------
+def run_seed(ctx: Context, setting: Setting, base: str, base_fp: str, seed: int) -> dict:
+    """One seed of one setting: both runs trained, evaluated, compared, measured."""
+    runs = {m: train_stage(ctx, run_config(ctx.config, setting, m, base, seed), base_fp)
+            for m in ("baseline", "decoupled")}
+    evals = (eval_stage(ctx, runs["baseline"], setting.source, seed),
+             eval_stage(ctx, runs["decoupled"], setting.source, seed))
+    table = compare_stage(ctx, runs["baseline"], runs["decoupled"], evals)
+    ent = entanglement_stage(ctx, base, base_fp, runs["baseline"], runs["decoupled"], setting.source, seed)
+    return {"setting": setting.values, "label": setting.label, "source": setting.source, **table,
+            "entanglement": ent, "training": {m: _training_series(r) for m, r in runs.items()},
+            "generation": {m: e["generation"] for m, e in zip(("baseline", "decoupled"), evals)}}
+
+
+def run_setting(ctx: Context, setting: Setting, base: str, base_fp: str) -> dict:
+    ctx.say(f"setting {setting.label}: corpus {setting.source}")
+    seeds = ctx.config.seed_list
+    per_seed = []
+    for seed in seeds:
+        if len(seeds) > 1:
+            ctx.say(f"setting {setting.label}: seed {seed}")
+        per_seed.append(run_seed(ctx, setting, base, base_fp, seed))
+    if len(per_seed) == 1:
+        return {**per_seed[0], "seeds": seeds}
+    table = seeds_stage(ctx, per_seed, seeds)
+    first = per_seed[0]
+    return {"setting": setting.values, "label": setting.label, "source": setting.source, **table,
+            "entanglement": mean_entanglement([r["entanglement"] for r in per_seed], seeds),
+            "training": first["training"], "generation": first["generation"],
+            "per_seed": [{**t, "entanglement": _entanglement_means(r["entanglement"]),
+                          "training": r["training"], "generation": r["generation"]}
+                         for t, r in zip(table["per_seed"], per_seed)]}
 
 def hardware() -> dict[str, Any]:
     import sacrebleu
@@ -347,289 +383,52 @@ def _cpu_name() -> str:
 
 
 class Experiment:
-    """Runs the stages of one config; `run()` returns results.json's content."""
+    """One config's pipeline: the stage functions of `backend.stages` chained per setting and
+    seed, then results.json, results.md and the figures. `run()` returns results.json's
+    content. Progress goes to `progress` (text lines) and to `subscribers` (`Event`s, also
+    kept in events.jsonl)."""
 
     def __init__(self, config: ExperimentConfig, progress: Progress | None = None, fresh: bool = False,
-                 root: Path | None = None, command: str | None = None) -> None:
+                 root: Path | None = None, command: str | None = None,
+                 subscribers: Iterable[Subscriber] = ()) -> None:
         self.config = config
         self.dir = (root or paths.experiments_dir()) / config.id
-        self.cache = StageCache(self.dir)
-        self.fresh = fresh
+        self.ctx = Context(config, self.dir, fresh=fresh, progress=progress, subscribers=subscribers)
         self.command = command
-        self.started = time.time()
-        self._progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
-        self._corpora: dict[str, Any] = {}
-
-    # progress and state -------------------------------------------------------------------
-    def say(self, message: str, stage: str | None = None) -> None:
-        elapsed = time.time() - self.started
-        self._progress(f"[{self.config.id} {elapsed:6.0f}s] {message}")
-        with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-        if stage:
-            self._state(state="running", stage=stage, message=message)
-
-    def _state(self, **values: Any) -> None:
-        write_json_atomic(self.dir / "state.json", {**values, "pid": os.getpid(), "updated": time.time(),
-                                                    "started": self.started})
-
-    def _cached(self, kind: str, key: Any) -> dict | None:
-        return None if self.fresh else self.cache.get(kind, key)
-
-    def corpus(self, source: str):
-        if source not in self._corpora:
-            from backend.data import load_corpus
-
-            self._corpora[source] = load_corpus(source)
-        return self._corpora[source]
-
-    # stages -------------------------------------------------------------------------------
-    def ensure_base(self) -> tuple[str, str]:
-        """(base to load, fingerprint). Pretrains models/base/<name> when it is missing."""
-        from backend.modeling import is_hub_id
-
-        spec = self.config.base
-        folder = paths.base_dir(spec.name)
-        if not folder.is_dir() and (Path(spec.name).expanduser().is_dir() or is_hub_id(spec.name)):
-            return spec.name, spec.name  # a folder elsewhere or a hub model: used as it is
-        if folder.is_dir():
-            info = _pretrain_info(folder)
-            preset = info.get("preset")
-            if preset and spec.preset and preset != spec.preset:
-                raise UserError(f"base model {spec.name!r} exists with preset {preset!r}, but the config asks for "
-                                f"{spec.preset!r}; rename the base or delete {folder}")
-            self.say(f"base model {spec.name}: found ({info.get('params', '?')} parameters)", "base")
-            return spec.name, str(info.get("created", folder.stat().st_mtime))
-        from backend.pretrain import pretrain_base
-
-        self.say(f"base model {spec.name}: pretraining with preset {spec.preset}", "base")
-
-        def on_progress(event: dict) -> None:
-            if event.get("message"):
-                self.say(f"  pretrain [{event.get('stage')}] {event['message']}")
-            elif event.get("stage") == "train" and event.get("step"):
-                total = event.get("steps") or 0
-                if total and (event["step"] % max(1, total // 10) == 0):
-                    self.say(f"  pretrain step {event['step']}/{total} loss {event.get('loss', float('nan')):.3f}")
-
-        path = pretrain_base(name=spec.name, source=expand_source(spec.source), preset=spec.preset,
-                             steps=spec.steps, seed=spec.seed, on_progress=on_progress)
-        info = _pretrain_info(path)
-        return spec.name, str(info.get("created"))
 
     def run_config(self, setting: Setting, method: str, base: str, seed: int | None = None) -> RunConfig:
-        seed = self.config.seed_list[0] if seed is None else seed
-        values = {**setting.train, **(setting.decoupled if method == "decoupled" else {})}
-        name = f"{self.config.id}-{setting.label}" if setting.label != "main" else self.config.id
-        if len(self.config.seed_list) > 1:
-            name = f"{name}-seed{seed}"
-        return RunConfig(method=method, source=setting.source, dialects=list(self.config.dialects), base=base,
-                         seed=seed, name=name, **values)
-
-    def train_stage(self, config: RunConfig, base_fp: str) -> Run:
-        from backend.training import train
-
-        # The name is left out so that settings that coincide (a baseline is the same in a
-        # lambda sweep) share one run.
-        key = {"run": {k: v for k, v in config.to_dict().items() if k != "name"}, "base": base_fp}
-        record = self._cached("run", key) or self._shared_run(key)
-        label = f"{config.method} ({config.name})"
-        if record:
-            run = Run(paths.runs_dir() / record["run"])
-            if run.dir.is_dir():
-                if run.has_adapter() and run.state().get("state") == "finished":
-                    self.say(f"{label}: finished earlier as {run.id}")
-                    return run
-                resume = run.latest_checkpoint() is not None
-                self.say(f"{label}: {'resuming' if resume else 'restarting'} {run.id}", "train")
-                return self._train(train, config, run, resume)
-        run = create_run(config)
-        self.cache.put("run", key, {"run": run.id})
-        self.say(f"{label}: training {run.id} ({config.steps} steps, lambda {config.lam})", "train")
-        return self._train(train, config, run, False)
-
-    def _shared_run(self, key: Any) -> dict | None:
-        """A finished run with exactly these settings and base, trained by another
-        experiment (a tuning sweep repeats the main setting): reused, not retrained."""
-        if self.fresh:
-            return None
-        name = self.cache.path("run", key).name
-        for other in sorted(self.dir.parent.glob(f"*/stages/{name}")):
-            try:
-                record = json.loads(other.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            run = Run(paths.runs_dir() / str(record.get("run")))
-            if run.dir.is_dir() and run.has_adapter() and run.state().get("state") == "finished":
-                self.say(f"reusing {run.id}, trained with the same settings by experiment {other.parent.parent.name}")
-                return self.cache.put("run", key, {"run": run.id})
-        return None
-
-    def _train(self, train, config: RunConfig, run: Run, resume: bool) -> Run:
-        every = max(1, config.steps // 10)
-
-        def on_progress(p: dict) -> None:
-            if p["step"] % every == 0 or p["step"] == p["steps"]:
-                overlap = p.get("overlap")
-                self.say(f"  {config.method} step {p['step']}/{p['steps']} loss {p['loss']:.3f} "
-                         f"penalty {p['penalty']:.3f} overlap {'n/a' if overlap is None else f'{overlap:.3f}'} "
-                         f"eta {p['eta_s']:.0f}s")
-
-        run = train(config, run=run, resume=resume, on_progress=on_progress)
-        state = run.state().get("state")
-        if state != "finished":
-            raise RunError(f"run {run.id} ended {state}; re-run the experiment to resume it")
-        return run
-
-    def eval_stage(self, run: Run, source: str, seed: int = 0) -> dict:
-        from backend.evaluation.evaluate import evaluate_run
-
-        ev = self.config.evaluation
-        key = {"run": run.id, "adapter": _adapter_stamp(run),
-               "eval": {k: v for k, v in asdict(ev).items() if k != "bootstrap"}}
-        record = self._cached("eval", key)
-        existing = run.eval()
-        if existing and (run.dir / "outputs.jsonl").is_file() and not self.fresh and (
-                (record and existing.get("created") == record.get("created")) or _evaluated_as(existing, ev, seed)):
-            self.say(f"evaluation of {run.id}: done earlier")
-            self.cache.put("eval", key, {"created": existing["created"]})
-            return existing
-        self.say(f"evaluating {run.id} on {ev.split}", "evaluate")
-        report = evaluate_run(run, split=ev.split, max_sentences=ev.max_sentences, batch_size=ev.batch_size,
-                              max_new_tokens=ev.max_new_tokens, num_beams=ev.num_beams, seed=seed,
-                              corpus=self.corpus(source), progress=lambda m: self.say(f"  {m}"))
-        self.cache.put("eval", key, {"created": report["created"]})
-        self.say(f"  {run.id}: average chrF++ {_fmt(report['average'].get('chrf'))}, "
-                 f"{report['generation']['sentences_per_s']} sentences/s")
-        return report
-
-    def compare_stage(self, baseline: Run, decoupled: Run, evals: tuple[dict, dict]) -> dict:
-        from backend.evaluation.evaluate import compare_runs
-
-        key = {"runs": [baseline.id, decoupled.id], "evals": [e["created"] for e in evals],
-               "bootstrap": self.config.evaluation.bootstrap}
-        record = self._cached("compare", key)
-        if record:
-            return record["result"]
-        self.say("paired bootstrap: decoupled against baseline", "compare")
-        table = compare_runs(baseline, decoupled, n_samples=self.config.evaluation.bootstrap)
-        self.cache.put("compare", key, {"result": table})
-        return table
-
-    def entanglement_stage(self, base: str, base_fp: str, baseline: Run, decoupled: Run, source: str,
-                           seed: int = 0) -> dict | None:
-        from backend.evaluation.entanglement import entanglement_report
-
-        spec = self.config.entanglement
-        if not spec.enabled:
-            return None
-        split = spec.split or self.config.evaluation.split
-        corpus = self.corpus(source)
-        pairs = []
-        for code in self.config.dialects:
-            mine = [p for p in corpus.pairs if p.split == split and p.target_variety == code
-                    and p.source_variety == "MSA" and p.source.strip() and p.target.strip()]
-            pairs.extend(mine[: spec.max_pairs])
-        if len(pairs) < 4:
-            self.say(f"entanglement: skipped ({len(pairs)} MSA -> dialect pairs in {split})")
-            return None
-        key = {"base": base_fp, "runs": [baseline.id, decoupled.id], "adapters": [_adapter_stamp(baseline),
-               _adapter_stamp(decoupled)], "spec": asdict(spec), "pairs": [p.id for p in pairs],
-               "seed": seed}
-        record = self._cached("entanglement", key)
-        if record:
-            return record["result"]
-        self.say(f"entanglement on {len(pairs)} held-out pairs", "entanglement")
-        config = baseline.config()
-        layers = spec.layers or config.layers
-        result = entanglement_report(base, {"baseline": baseline.adapter_dir, "decoupled": decoupled.adapter_dir},
-                                     pairs, list(self.config.dialects), config.prompt_format, layers=layers,
-                                     k=spec.k, max_length=config.max_length, probe_steps=spec.probe_steps,
-                                     seed=seed, progress=lambda m: self.say(f"  {m}"))
-        result["split"] = split
-        self.cache.put("entanglement", key, {"result": result})
-        return result
-
-    def run_seed(self, setting: Setting, base: str, base_fp: str, seed: int) -> dict:
-        """One seed of one setting: both runs trained, evaluated, compared, measured."""
-        runs = {m: self.train_stage(self.run_config(setting, m, base, seed), base_fp)
-                for m in ("baseline", "decoupled")}
-        evals = (self.eval_stage(runs["baseline"], setting.source, seed),
-                 self.eval_stage(runs["decoupled"], setting.source, seed))
-        table = self.compare_stage(runs["baseline"], runs["decoupled"], evals)
-        ent = self.entanglement_stage(base, base_fp, runs["baseline"], runs["decoupled"], setting.source, seed)
-        return {"setting": setting.values, "label": setting.label, "source": setting.source, **table,
-                "entanglement": ent, "training": {m: _training_series(r) for m, r in runs.items()},
-                "generation": {m: e["generation"] for m, e in zip(("baseline", "decoupled"), evals)}}
-
-    def run_setting(self, setting: Setting, base: str, base_fp: str) -> dict:
-        self.say(f"setting {setting.label}: corpus {setting.source}")
-        seeds = self.config.seed_list
-        per_seed = []
-        for seed in seeds:
-            if len(seeds) > 1:
-                self.say(f"setting {setting.label}: seed {seed}")
-            per_seed.append(self.run_seed(setting, base, base_fp, seed))
-        if len(per_seed) == 1:
-            return {**per_seed[0], "seeds": seeds}
-        table = self.seeds_stage(per_seed, seeds)
-        first = per_seed[0]
-        return {"setting": setting.values, "label": setting.label, "source": setting.source, **table,
-                "entanglement": mean_entanglement([r["entanglement"] for r in per_seed], seeds),
-                "training": first["training"], "generation": first["generation"],
-                "per_seed": [{**t, "entanglement": _entanglement_means(r["entanglement"]),
-                              "training": r["training"], "generation": r["generation"]}
-                             for t, r in zip(table["per_seed"], per_seed)]}
-
-    def seeds_stage(self, per_seed: list[dict], seeds: list[int]) -> dict:
-        """The table over seeds (means, sd, per-seed deltas, bootstrap stratified over seeds)."""
-        from backend.evaluation.evaluate import compare_seeds
-
-        pairs = [(r["runs"]["baseline"], r["runs"]["decoupled"]) for r in per_seed]
-        key = {"seeds": seeds, "pairs": pairs, "tables": [_hash({k: r[k] for k in ("rows", "average", "msa")})
-                                                          for r in per_seed],
-               "bootstrap": self.config.evaluation.bootstrap}
-        record = self._cached("seeds", key)
-        if record:
-            return record["result"]
-        self.say(f"paired bootstrap over seeds {', '.join(map(str, seeds))}", "compare")
-        tables = [{k: v for k, v in r.items() if k not in ("setting", "label", "source", "entanglement", "training",
-                                                           "generation")} for r in per_seed]
-        table = compare_seeds(pairs, seeds, n_samples=self.config.evaluation.bootstrap, tables=tables)
-        self.cache.put("seeds", key, {"result": table})
-        return table
+        return run_config(self.config, setting, method, base, seed)
 
     def run(self) -> dict:
-        from backend.evaluation import report
-
+        ctx = self.ctx
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.dir / "config.json", self.config.to_dict())
-        self._state(state="running", stage="start", message="starting")
+        ctx.write_state(state="running", stage="start", message="starting")
+        ctx.emit(Event("start", message="starting"))
         try:
-            base, base_fp = self.ensure_base()
+            base, base_fp = ensure_base(ctx)
             main, sweep_settings = settings(self.config)
-            main_result = self.run_setting(main, base, base_fp)
-            arms = None
-            if self.config.arms:
-                from backend.arms import run_arms
-
-                arms = run_arms(self, main_result, base, base_fp, main.source)
+            main_result = run_setting(ctx, main, base, base_fp)
+            arms = run_arms(ctx, main_result, base, base_fp, main.source) if self.config.arms else None
             sweep = [{**main_result, "setting": s.values, "label": s.label}
                      if (s.source, s.train, s.decoupled) == (main.source, main.train, main.decoupled)
-                     else self.run_setting(s, base, base_fp) for s in sweep_settings]
-            self.say("writing results and figures", "report")
+                     else run_setting(ctx, s, base, base_fp) for s in sweep_settings]
+            ctx.say("writing results and figures", "report")
             results = self._results(main_result, sweep, base)
-            figures = self._figures(main_result, sweep, report)
-            results["figures"] = figures
+            results["figures"] = self._figures(main_result, sweep)
             if arms:
                 results["arms"] = arms
             write_json_atomic(self.dir / "results.json", results)
             write_text_atomic(self.dir / "results.md", results_markdown(results))
-            self._state(state="finished", stage="done", message=f"results in {self.dir}")
-            self.say(f"done: {self.dir / 'results.md'}")
+            ctx.write_state(state="finished", stage="done", message=f"results in {self.dir}")
+            ctx.say(f"done: {self.dir / 'results.md'}")
+            ctx.emit(Event("done", state="finished", message="results written"))
             return results
         except BaseException as e:
-            self._state(state="failed", stage="failed", message=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            ctx.write_state(state="failed", stage="failed", message=message)
+            stopped = isinstance(e, (Cancelled, Interrupted, KeyboardInterrupt))
+            ctx.emit(Event(ctx.stage, state="cancelled" if stopped else "failed", message=message))
             raise
 
     def _results(self, main: dict, sweep: list[dict], base: str) -> dict:
@@ -640,7 +439,7 @@ class Experiment:
             "id": self.config.id, "name": self.config.name, "config": self.config.to_dict(),
             "command": self.command or f"python -m backend experiment --config experiments/{self.config.id}.yaml",
             "hardware": hardware(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "wall_time_s": round(time.time() - self.started, 1),
+            "wall_time_s": round(time.time() - self.ctx.started, 1),
             "base": base, "base_info": _pretrain_summary(base), "split": main["split"],
             "signatures": main["signatures"], "identifier_accuracy": main["identifier_accuracy"],
             "bootstrap": main["bootstrap"],
@@ -661,7 +460,7 @@ class Experiment:
             results["sweep_param"] = ", ".join(sweep_params(self.config))
         return results
 
-    def _figures(self, main: dict, sweep: list[dict], report) -> dict[str, str]:
+    def _figures(self, main: dict, sweep: list[dict]) -> dict[str, str]:
         fig_dir = self.dir / "figures"
         out = {}
 
@@ -684,8 +483,6 @@ class Experiment:
 
 
 def results_markdown(results: dict) -> str:
-    from backend.evaluation import report
-
     hw = results["hardware"]
     device = hw.get("gpu") or f"{hw.get('processor')} ({hw.get('cpu_count')} cores, {hw.get('torch_threads')} threads)"
     acc = results.get("identifier_accuracy")
@@ -707,8 +504,6 @@ def results_markdown(results: dict) -> str:
     if ent:
         lines += [ent, ""]
     if results.get("arms"):
-        from backend.arms import arms_markdown
-
         lines += [arms_markdown(results["arms"]), ""]
     if results.get("sweep"):
         lines += [f"## Sweep over {results.get('sweep_param')}", "", report.sweep_markdown(results["sweep"]), ""]
@@ -725,10 +520,6 @@ def _runs_lines(results: dict) -> list[str]:
             "decoupled run; tables give mean ± sd over seeds).  ",
             "Runs: " + "; ".join(f"seed {r['seed']}: baseline `{r['baseline']}`, decoupled `{r['decoupled']}`"
                                  for r in by_seed) + "."]
-
-
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def _entanglement_means(ent: dict | None) -> dict | None:
@@ -765,31 +556,10 @@ def mean_entanglement(reports: list[dict | None], seeds: list[int]) -> dict | No
             "per_seed": [{"seed": s, "systems": _entanglement_means(r)} for s, r in pairs]}
 
 
-def _pretrain_info(folder: Path) -> dict:
-    try:
-        return json.loads((Path(folder) / "pretrain.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
 def _pretrain_summary(base: str) -> dict:
-    info = _pretrain_info(paths.base_dir(base)) if "/" not in base else {}
+    info = pretrain_info(paths.base_dir(base)) if "/" not in base else {}
     return {k: info.get(k) for k in ("name", "preset", "params", "steps", "final_loss", "created", "source")
             if k in info}
-
-
-def _evaluated_as(report: dict, ev: EvalSpec, seed: int) -> bool:
-    """Whether a run's eval.json was made exactly as `ev` asks (by another experiment that
-    shares the run, say): same split and generation settings, so it need not be redone."""
-    gen = report.get("generation") or {}
-    return (report.get("split") == ev.split and gen.get("max_sentences") == ev.max_sentences
-            and gen.get("batch_size") == ev.batch_size and gen.get("max_new_tokens") == ev.max_new_tokens
-            and gen.get("num_beams") == ev.num_beams and gen.get("seed") == seed)
-
-
-def _adapter_stamp(run: Run) -> float | None:
-    files = sorted(run.adapter_dir.glob("*.safetensors"))
-    return files[0].stat().st_mtime if files else None
 
 
 def _training_series(run: Run) -> list[dict]:
@@ -804,8 +574,8 @@ def _training_series(run: Run) -> list[dict]:
 
 
 def run_experiment(config: ExperimentConfig | str | Path, progress: Progress | None = None, fresh: bool = False,
-                   command: str | None = None) -> dict:
+                   command: str | None = None, subscribers: Iterable[Subscriber] = ()) -> dict:
     """Run (or finish) an experiment and return its results.json content."""
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
-    return Experiment(config, progress=progress, fresh=fresh, command=command).run()
+    return Experiment(config, progress=progress, fresh=fresh, command=command, subscribers=subscribers).run()

@@ -61,6 +61,7 @@ from transformers import (
 
 from backend import paths, varieties
 from backend.data.corpus import ParallelCorpus
+from backend.data.sources import Spec
 from backend.errors import CorpusError, UserError
 from backend.examples import encode
 from backend.modeling.atomic import atomic_dir
@@ -158,21 +159,16 @@ def _extra_corpus(spec: str) -> ParallelCorpus:
     """More text for the mixture: for the offline corpus, every frame its templates allow
     (the parallel corpus draws only `size` of them); any other corpus as it is. Sentences of
     the evaluated corpus's dev and test splits are filtered out by `build_mixture`."""
-    from backend.data import parse_spec
-
-    parsed = parse_spec(spec)
+    parsed = Spec.parse(spec)
     if parsed.kind == "offline":
         from backend.data.offline import frame_count
 
-        return _load("offline:" + ",".join([*(f"{k}={v}" for k, v in parsed.options.items() if k != "size"),
-                                              f"size={frame_count()}"]))
+        return _load(str(parsed.with_options(size=frame_count())))
     return _load(spec)
 
 
 def _is_offline(spec: str) -> bool:
-    from backend.data import parse_spec
-
-    return parse_spec(spec).kind == "offline"
+    return Spec.parse(spec).kind == "offline"
 
 
 def _held_out(corpus: ParallelCorpus) -> set[str]:
@@ -472,7 +468,7 @@ def _resolve_source(source: str | ParallelCorpus, preset: Preset) -> str | Paral
     if preset.source is None or not (isinstance(source, str) and source == "offline"):
         return source
     src = preset.source.format(shared=paths.shared_data_dir())
-    folder = Path(src.split(":", 1)[1])
+    folder = Path(Spec.parse(src).target)
     if not folder.is_dir():
         raise CorpusError(
             f"this preset reads {folder}, which is not there; put Dial2MSA under ../shared/data "

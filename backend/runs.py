@@ -27,12 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths, varieties
-from backend.errors import RunError, UserError
+from backend.errors import LimitError, RunError, UserError
+from backend.prompts import check_format
 
 PROBE_STATE = "decoupling.safetensors"  # the probe's state inside each training checkpoint
 
 METHODS = ("baseline", "decoupled")
 DEFAULT_DIALECTS = list(varieties.CITY_CODES)  # every city of the offline corpus
+# The settings in which the two runs of a (baseline, decoupled) pair may differ: the method,
+# the name and everything that only acts through the penalty, which is off at lambda = 0, so
+# they leave the baseline's weights unchanged. Experiments share one baseline across a sweep
+# of these, and Compare and Overlap pair runs by everything else (`RunConfig.pair_key`). The
+# baseline still runs the probe, so `layers` and the probe settings do change what its
+# overlap figures measure; `backend.compare.PairOverlap` charts only what both runs measured.
+PAIR_FREE_SETTINGS = frozenset({"method", "name", "lam", "lam_warmup", "layers", "probe_every", "probe_rank",
+                                "probe_steps", "probe_batch", "subspace"})
 
 
 def _json_type(value: Any) -> str:
@@ -63,72 +72,195 @@ def _is_number(value: Any) -> bool:
 # What each RunConfig field may hold, by its annotation: a test checks that every field is here.
 _SETTING_TYPES = {
     "str": (lambda v: isinstance(v, str), "text"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "text or null"),
     "int": (_is_int, "a whole number"),
     "float": (_is_number, "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "int | None": (lambda v: v is None or _is_int(v), "a whole number or null"),
     "list[str]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of texts"),
+    "list[str] | None": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+                         "a list of texts or null"),
     "list[int] | None": (lambda v: v is None or (isinstance(v, list) and all(_is_int(x) for x in v)),
                          "a list of whole numbers or null"),
 }
 
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+QUANTIZE = ("4bit", "8bit")
+SUBSPACES = ("probe", "pca", "both")
+
+
+def setting(default: Any = None, *, help: str, label: str = "", choices: tuple[str, ...] | None = None,
+            low: float | None = None, high: float | None = None, required: bool = False,
+            factory: Any = None) -> Any:
+    """A RunConfig field with its help text, label and allowed values. The CLI's flags, the
+    Train page's form and the validation all read this one declaration."""
+    meta = {"help": help, "label": label, "choices": choices, "low": low, "high": high, "required": required}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 @dataclass
 class RunConfig:
-    """Everything that defines a fine-tuning run. Baseline and decoupled differ only in `lam`."""
+    """Everything that defines a fine-tuning run. The two runs of a pair differ only in
+    PAIR_FREE_SETTINGS (the method and what acts through the penalty).
 
-    method: str = "decoupled"
-    source: str = "offline"
-    dialects: list[str] = field(default_factory=lambda: list(DEFAULT_DIALECTS))
-    base: str = "default"
+    Each field is declared once, with its default, its allowed values and a help text: the
+    CLI (`python -m backend train --<field-name>`), the Train page and the experiments'
+    `train:` sections are derived from it, and constructing one validates every field."""
+
+    method: str = setting("decoupled", choices=METHODS, label="Method",
+                          help="baseline: lambda 0 (the probe only observes); decoupled: with the penalty")
+    source: str = setting("offline", required=True, label="Data source",
+                          help="corpus spec: offline[:...], madar:DIR, csv:PATH, hub:ID")
+    dialects: list[str] = setting(factory=lambda: list(DEFAULT_DIALECTS), label="Dialects",
+                                  help="the varieties the adapter learns to write, codes or names")
+    base: str = setting("default", required=True, label="Base model",
+                        help="'default' (python -m backend pretrain), a folder or a hub id")
     # Fine-tuning defaults chosen on the dev split (experiments/choose_finetune_defaults.py):
     # LoRA on attention and MLP, rank 32, 1000 steps; the README lists the candidates.
-    steps: int = 1000
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    lam: float = 1.0  # lambda of the decoupling penalty; forced to 0 for the baseline
-    lam_warmup: int = 30  # steps over which lambda ramps linearly from 0
-    layers: list[int] | None = None  # None: the model's middle-to-upper layers
-    probe_every: int = 10
-    probe_rank: int = 8  # k_max: the MSA subspace has at most this many directions
-    probe_steps: int = 20  # ELBO steps per probe update
-    probe_batch: int = 32  # held-out MSA sentences per probe update
-    subspace: str = "probe"  # "probe", "pca" or "both"
-    lora_rank: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                             "up_proj", "down_proj"])
-    max_length: int = 96
-    max_train_pairs: int | None = None
-    include_msa: bool = True  # also train on MSA targets (the trade-off row); never penalised
-    seed: int = 0
-    name: str = ""
-    prompt_format: str = "<{source_variety}> {source} <{target_variety}>"
-    save_every: int = 100  # checkpoint cadence, for resume
+    steps: int = setting(1000, low=1, label="Steps",
+                         help="optimizer steps per run; more steps, better adapters, longer wait")
+    batch_size: int = setting(16, low=1, label="Batch size", help="training pairs per step")
+    learning_rate: float = setting(2e-3, low=1e-7, high=1.0, label="Learning rate",
+                                   help="step size of the optimizer for the adapter")
+    lam: float = setting(1.0, low=0.0, label="λ (penalty weight)",
+                         help="weight of the decoupling penalty (lambda); forced to 0 for the baseline")
+    lam_warmup: int = setting(30, low=0, label="λ warm-up steps",
+                              help="steps over which lambda ramps linearly from 0")
+    layers: list[int] | None = setting(None, low=1, label="Layers",
+                                       help="hidden-state layers the penalty acts on, e.g. 3,4,5 "
+                                            "(none: the middle-to-upper layers)")
+    probe_every: int = setting(10, low=1, label="Probe every",
+                               help="steps between updates of the MSA-subspace estimate")
+    probe_rank: int = setting(8, low=1, label="Probe rank",
+                              help="k_max: the MSA subspace has at most this many directions")
+    probe_steps: int = setting(20, low=1, label="Probe steps", help="ELBO steps per probe update")
+    probe_batch: int = setting(32, low=1, label="Probe batch", help="held-out MSA sentences per probe update")
+    subspace: str = setting("probe", choices=SUBSPACES, label="Subspace",
+                            help="how the MSA subspace is estimated: the variational probe, PCA, or both")
+    lora_rank: int = setting(32, low=1, label="LoRA rank",
+                             help="size of the adapter: higher learns more and costs a little more")
+    lora_alpha: int | None = setting(None, low=1, label="LoRA alpha",
+                                     help="LoRA scaling numerator (none: 2 x the LoRA rank)")
+    lora_dropout: float = setting(0.05, low=0.0, high=0.9, label="LoRA dropout", help="dropout inside the adapter")
+    lora_targets: list[str] | None = setting(None, label="LoRA targets",
+                                             help="module names the adapter wraps, comma-separated (none: "
+                                                  "every linear layer of attention and MLP, found per model)")
+    max_length: int = setting(96, low=8, label="Max length", help="tokens per example (prompt and target)")
+    max_train_pairs: int | None = setting(None, low=1, label="Max training pairs",
+                                          help="use at most this many training pairs (none: all)")
+    include_msa: bool = setting(True, label="Include MSA targets",
+                                help="also train on MSA targets (the trade-off row); never penalised")
+    seed: int = setting(0, low=0, label="Seed", help="same seed, same data order: the two runs of a pair share it")
+    name: str = setting("", label="Name", help="a short label that appears in the run's folder name")
+    prompt_format: str = setting("auto", label="Prompt format",
+                                 help="auto (chat when the tokenizer has a chat template, else tags), tags, "
+                                      "chat, or a template with {source}, {source_variety}, {target_variety}")
+    save_every: int = setting(100, low=1, label="Save every", help="steps between checkpoints, for resume")
+    dtype: str = setting("auto", choices=DTYPES, label="Weights dtype",
+                         help="auto: bf16 on a GPU that has it, fp32 on a CPU")
+    quantize: str | None = setting(None, choices=QUANTIZE, label="Quantize",
+                                   help="load the base in 4 or 8 bits (QLoRA, bitsandbytes; GPU only)")
+    gradient_checkpointing: bool = setting(False, label="Gradient checkpointing",
+                                           help="recompute activations in the backward pass: less memory, "
+                                                "about a third slower")
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise RunError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for f in fields(self):
+            setattr(self, f.name, _checked(f, getattr(self, f.name)))
+        self.dialects = varieties.parse_list(self.dialects)
+        check_format(self.prompt_format)
+        if not self.dialects:
+            raise RunError("dialects: choose at least one dialect")
+        if self.lora_alpha is None:
+            self.lora_alpha = 2 * self.lora_rank
         if self.method == "baseline":
             self.lam = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def pair_key(self) -> tuple:
+        """What a baseline and a decoupled run must share to form a pair: every setting but
+        PAIR_FREE_SETTINGS, with dialects as a set (CAI,BEI == BEI,CAI)."""
+        data = self.to_dict()
+        data["dialects"] = sorted(varieties.parse_list(self.dialects))
+        return tuple(sorted((k, repr(v)) for k, v in data.items() if k not in PAIR_FREE_SETTINGS))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         if not isinstance(data, dict):
             raise RunError(f"run settings must be an object, not {_json_type(data)}")
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise RunError(f"unknown run settings: {', '.join(unknown)}")
-        for name, value in data.items():
-            check, words = _SETTING_TYPES[known[name]]
-            if not check(value):
-                raise RunError(f"the setting {name} should be {words}, not {_json_type(value)}")
         return cls(**data)
+
+
+def _checked(f: Any, value: Any) -> Any:
+    """`value` for field `f`, checked against its type, choices and range: a RunError (or a
+    LimitError for a number out of range) that names the field otherwise."""
+    if isinstance(value, tuple):
+        value = list(value)
+    check, words = _SETTING_TYPES[f.type]
+    if not check(value):
+        raise RunError(f"the setting {f.name} should be {words}, not {_json_type(value)}")
+    meta = f.metadata
+    if value is None:
+        return value
+    if meta.get("choices") and value not in meta["choices"]:
+        raise RunError(f"unknown {f.name} {value!r}; choose one of {', '.join(meta['choices'])}")
+    if meta.get("required") and not value.strip():
+        raise RunError(f"{f.name} is empty; give {meta['help']}")
+    if f.type == "float":
+        value = float(value)
+    numbers = value if f.type.startswith("list[int]") else [value] if _is_number(value) else []
+    for x in numbers:
+        if meta.get("low") is not None and x < meta["low"]:
+            raise LimitError(f"{f.name} must be at least {meta['low']:g}, not {x:g}")
+        if meta.get("high") is not None and x > meta["high"]:
+            raise LimitError(f"{f.name} must be at most {meta['high']:g}, not {x:g}")
+    if f.type.startswith("list[int]"):
+        value = sorted(set(value)) or None  # layers: each once, in order; [] means the default
+    return value
+
+
+def setting_fields() -> tuple[Any, ...]:
+    """RunConfig's fields, in declaration order: what the CLI and the Train form iterate."""
+    return fields(RunConfig)
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """A setting typed as text (a CLI flag, a form's text box) -> its value, before
+    RunConfig's own checks: the one parser of layer and target lists."""
+    kind = {f.name: f.type for f in fields(RunConfig)}[name]
+    text = text.strip()
+    optional = kind.endswith("| None")
+    if not text and optional:
+        return None
+    if kind.startswith("list[int]"):
+        try:
+            return [int(x) for x in text.replace(" ", ",").split(",") if x]
+        except ValueError:
+            raise RunError(f"{name} must be numbers separated by commas, like 2,3 (got {text!r})") from None
+    if kind.startswith("list[str]"):
+        return [x.strip() for x in text.split(",") if x.strip()]
+    if kind == "bool":
+        if text.lower() in ("true", "yes", "1", "on"):
+            return True
+        if text.lower() in ("false", "no", "0", "off"):
+            return False
+        raise RunError(f"{name} must be true or false (got {text!r})")
+    if kind.startswith(("int", "float")):
+        try:
+            return int(text) if kind.startswith("int") else float(text)
+        except ValueError:
+            words = "a whole number" if kind.startswith("int") else "a number"
+            raise RunError(f"{name} must be {words} (got {text!r})") from None
+    if optional and text.lower() in ("none", "null"):
+        return None
+    return text
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -154,6 +286,14 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
         f.flush()
+
+
+def read_tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a text log ("" if there is none yet)."""
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -204,6 +344,18 @@ def _jsonl_problem(path: Path) -> str | None:
 
 # Numbers a page computes with; anything else in them makes a record unusable.
 _STATE_NUMBERS = ("step", "steps", "loss", "penalty", "overlap", "eta_s")
+
+STATES = ("queued", "running", "finished", "failed", "cancelled")
+# Which state may follow which; None stands for no state.json yet, `unknown` or `corrupt`.
+# A finished run may train again (an experiment retrains a damaged one); it is never queued.
+_NEXT = {
+    None: {"queued", "running"},
+    "queued": {"running", "cancelled", "failed"},
+    "running": {"running", "finished", "failed", "cancelled"},
+    "finished": {"running"},
+    "failed": {"queued", "running"},
+    "cancelled": {"queued", "running"},
+}
 
 
 @dataclass
@@ -328,13 +480,21 @@ class Run:
         return state
 
     def state(self) -> dict[str, Any]:
-        """The job state; without state.json, `finished` if the adapter is there; a damaged
-        state.json reads as `corrupt` with the reason in `error`."""
+        """The job state, the one reading every caller uses: without state.json, `finished`
+        if the adapter is there, else `unknown`; a damaged state.json (or an unreadable
+        folder) reads as `corrupt` with the reason in `error`."""
         try:
             state = self.read_state()
         except RunError as e:
             return {"state": "corrupt", "error": str(e)}
+        except OSError as e:
+            return {"state": "corrupt", "error": f"run {self.id}: state.json cannot be read ({type(e).__name__})"}
         return state if state is not None else {"state": "finished" if self.has_adapter() else "unknown"}
+
+    def is_complete(self) -> bool:
+        """A finished run with a complete adapter and no damaged file: the only kind a
+        comparison, an experiment's reuse or Compare may use."""
+        return self.state().get("state") == "finished" and self.has_adapter() and self.damage() is None
 
     def damage(self) -> str | None:
         """What is wrong with this run folder, in words, or None: the folder itself, config,
@@ -389,15 +549,65 @@ class Run:
         for path in self.adapter_dir.glob("*.safetensors"):
             self._check_safetensors(f"adapter/{path.name}")
 
-    def write_state(self, **updates: Any) -> dict[str, Any]:
+    def write_state(self, drop: tuple[str, ...] = (), **updates: Any) -> dict[str, Any]:
+        """The one writer of state.json: merge `updates` into the current state (less the
+        keys in `drop`). The named transitions below are what code calls; tests use this to
+        set a state up."""
         try:
             state = self.read_state() or self.state()
-        except RunError:
+        except (RunError, OSError):
             state = {}  # a damaged state.json is replaced, not carried along
+        state = {k: v for k, v in state.items() if k not in drop}
         state.update(updates)
         state["updated"] = time.time()
         write_json_atomic(self.state_path, state)
         return state
+
+    # --- state transitions: queued -> running -> finished | failed | cancelled ------------
+
+    def _move(self, to: str, drop: tuple[str, ...] = (), **updates: Any) -> dict[str, Any]:
+        """Write state `to` if the current state may go there, else a RunError."""
+        current = self.state().get("state")
+        if to not in _NEXT.get(current, _NEXT[None]):
+            raise RunError(f"run {self.id} is {current}; it cannot become {to}")
+        return self.write_state(drop, state=to, **updates)
+
+    def mark_queued(self, resume: bool = False, **extra: Any) -> dict[str, Any]:
+        """Queue the run (new, or again after failed/cancelled): the state starts afresh."""
+        current = self.state().get("state")
+        if "queued" not in _NEXT.get(current, _NEXT[None]):
+            raise RunError(f"run {self.id} is {current}; it cannot be queued")
+        now = time.time()
+        state = {"state": "queued", "queued_at": now, "updated": now, "resume": resume, **extra}
+        write_json_atomic(self.state_path, state)
+        return state
+
+    def mark_running(self, pid: int | None = None, **extra: Any) -> dict[str, Any]:
+        """The training process `pid` (default: this one) has started: a fresh heartbeat, and
+        the previous attempt's error, progress and end time dropped."""
+        now = time.time()
+        return self._move("running", drop=("error", "progress", "finished"), pid=os.getpid() if pid is None else pid,
+                          started=now, heartbeat=now, **extra)
+
+    def beat(self, progress: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A heartbeat from the running process, with its progress (step, steps, loss...)."""
+        current = self.state().get("state")
+        if current in ("queued", "finished", "failed", "cancelled"):
+            raise RunError(f"run {self.id} is {current}; only a running run sends a heartbeat")
+        extra = {} if progress is None else {"progress": progress}
+        return self.write_state(state="running", heartbeat=time.time(), **extra)
+
+    def mark_finished(self, **extra: Any) -> dict[str, Any]:
+        now = time.time()
+        return self._move("finished", heartbeat=now, finished=now, **extra)
+
+    def mark_failed(self, error: str, **extra: Any) -> dict[str, Any]:
+        now = time.time()
+        return self._move("failed", error=error, finished=now, **extra)
+
+    def mark_cancelled(self, **extra: Any) -> dict[str, Any]:
+        now = time.time()
+        return self._move("cancelled", finished=now, **extra)
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
@@ -411,9 +621,7 @@ class Run:
             path = self._file("log.txt")
         except RunError:
             return ""  # a link out of the run folder is never read
-        if path is None:
-            return ""
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        return "" if path is None else read_tail(path, lines)
 
     def has_adapter(self) -> bool:
         return (self.adapter_dir / "adapter_config.json").exists() and any(

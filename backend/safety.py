@@ -17,15 +17,18 @@ This module imports nothing heavy: pages call it on every keystroke.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend import paths
-from backend.errors import CorpusError, LimitError, PathError, UserError
+from backend.data.sources import Spec
+from backend.errors import CorpusError, LimitError, PathError
+from backend.names import is_hub_id as is_hub_id  # re-exported: callers that check ids with the caps
+from backend.names import is_local_name, validate_hub_id
 
 if TYPE_CHECKING:
     from backend.runs import RunConfig
@@ -156,51 +159,20 @@ def resolve_source_spec(spec: str, roots: list[Path] | None = None) -> str:
     """A corpus spec (see backend.data.sources) with every PATH part resolved under the roots.
 
     `offline...` is left alone, `hub:ID` gets its id checked, and `madar:DIR` /
-    `csv:PATH[,PATH...]` get each path replaced by its resolved absolute form (options after
-    `?` are kept), so the job that later reads it cannot be sent elsewhere.
+    `csv:PATH[,PATH...]` get each path replaced by its resolved absolute form (options are
+    kept), so the job that later reads it cannot be sent elsewhere.
     """
-    from backend.data.sources import parse_spec
-
-    parsed = parse_spec(spec)  # CorpusError for anything that is not a spec
-    text = spec.strip()
+    parsed = Spec.parse(spec)  # CorpusError for anything that is not a spec
     if parsed.kind == "offline":
-        return text
-    rest = text.partition(":")[2]
-    _, question, query = rest.partition("?")
+        return str(parsed)
     if parsed.kind == "hub":
-        return f"hub:{validate_hub_id(parsed.target, CorpusError)}{question}{query}"
-    parts = [parsed.target] if parsed.kind == "madar" else parsed.target.split(",")
-    resolved = ",".join(str(resolve_user_path(part, roots)) for part in parts)
-    return f"{parsed.kind}:{resolved}{question}{query}"
+        return str(parsed.with_target(validate_hub_id(parsed.target, CorpusError)))
+    resolved = ",".join(str(resolve_user_path(part, roots)) for part in parsed.paths)
+    return str(parsed.with_target(resolved))
 
 
 # --- hub ids and models ----------------------------------------------------------------------
-
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
-_HUB_ID = re.compile(rf"{_NAME}/{_NAME}")
-_LOCAL_NAME = re.compile(_NAME)
-
-
-def is_hub_id(text: str) -> bool:
-    """`owner/name` as the hub spells it (the one definition models and datasets share)."""
-    return isinstance(text, str) and bool(_HUB_ID.fullmatch(text)) and ".." not in text and "--" not in text
-
-
-def is_local_name(text: str) -> bool:
-    """A name for a folder under models/: letters, digits, '-', '_', '.', and no path."""
-    return isinstance(text, str) and bool(_LOCAL_NAME.fullmatch(text)) and ".." not in text
-
-
-def validate_hub_id(repo_id: str, error: type[UserError] = PathError) -> str:
-    """`owner/name` with letters, digits, '-', '_', '.' (at most 96 each), no '..' or '--'."""
-    text = repo_id.strip() if isinstance(repo_id, str) else ""
-    if not is_hub_id(text):
-        shown = text[:80] + ("..." if len(text) > 80 else "")
-        raise error(
-            f"invalid hub id {shown!r}: use owner/name with letters, digits, '-', '_' and '.' "
-            "(at most 96 characters each)"
-        )
-    return text
+# The name rules live in backend.names (below this module and the data loaders).
 
 
 def resolve_base_spec(base: str, roots: list[Path] | None = None) -> str:
@@ -226,8 +198,6 @@ def check_base_and_layers(base: str, layers: list[int] | None, roots: list[Path]
     """What the Train form can know before queueing: a base named like a local model exists
     (under models/base or shipped), a folder holds a model, and the chosen layers exist in
     it. A hub id cannot be checked offline and passes. Returns the resolved base spec."""
-    import json
-
     spec = resolve_base_spec(base, roots)
     if is_local_name(spec):
         folder = paths.base_dir(spec)

@@ -24,7 +24,7 @@ Choices the literature leaves open, made here:
 
 - **Which states.** "Layer l" is `hidden_states[l]` (1..n), the states the probe and the
   penalty use: the output of decoder layer l (l < n), or of the final norm for l = n
-  (transformers returns the normed state there). `layer_modules` finds those modules and a
+  (transformers returns the normed state there). `backend.modeling.layers` finds those modules and a
   test checks that a hook on them sees exactly `output_hidden_states`.
 - **Which positions.** Only the states that produce output (`positions="generated"`): at
   prefill the last prompt position (it predicts the first token), then every generated
@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from backend import paths, varieties
 from backend.errors import RunError, UserError
+from backend.modeling.layers import layer_modules, n_layers
 
 METHODS = ("project", "vector")
 MAX_STRENGTH = {"project": 1.0, "vector": 4.0}
@@ -257,38 +258,7 @@ def from_run(run, layers: Sequence[int] | None = None) -> SteeringData:
                         {"run": run.id, "classes": classes})
 
 
-# --- finding the modules whose outputs are hidden_states[l] ------------------------------
-
-_FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm")
-
-
-def layer_modules(model: nn.Module) -> dict[int, nn.Module]:
-    """hidden_states index l (1..n) -> the module whose output is that state: decoder layer
-    l - 1 for l < n, the final norm for l = n (the last decoder layer when there is none)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    n = getattr(getattr(inner, "config", None), "num_hidden_layers", None)
-    found: tuple[nn.Module, nn.ModuleList] | None = None
-    for _, module in inner.named_modules():
-        for child in module.children():
-            if isinstance(child, nn.ModuleList) and (n is None or len(child) == n) and len(child) > 0:
-                found = (module, child)
-                break
-        if found:
-            break
-    if found is None:
-        raise UserError(f"cannot find the decoder layers of {type(inner).__name__} to steer")
-    parent, blocks = found
-    n = len(blocks)
-    out = {i + 1: blocks[i] for i in range(n)}
-    norm = next((getattr(parent, a) for a in _FINAL_NORMS if isinstance(getattr(parent, a, None), nn.Module)), None)
-    if norm is not None:
-        out[n] = norm
-    return out
-
-
-def n_layers(model: nn.Module) -> int:
-    return len(layer_modules(model))
-
+# --- the modules whose outputs are hidden_states[l]: backend.modeling.layers -------------
 
 def base_layer_count(base: str) -> int | None:
     """The number of decoder layers of a base, read from its config.json without loading it."""
@@ -505,16 +475,17 @@ def estimate(model: nn.Module, tokenizer: Any, sample: dict[str, list], layers: 
     """Every variety's mean target-token state and the MSA subspace of the project's probe,
     per layer, on `model` as it is (bare base or with its active adapter)."""
     from backend.decoupling import MSASubspaceEstimator, collect_states
-    from backend.modeling import format_prompt
+    from backend.prompts import Prompter
 
     say = progress or (lambda message: None)
     dialects = [d for d in sample if d != "MSA"]
     if not dialects:
         raise UserError("no MSA -> dialect training pairs to estimate steering statistics from")
     pairs = [p for d in dialects for p in sample[d]]
-    d_prompts = [format_prompt(p.source, "MSA", p.target_variety, prompt_format) for p in pairs]
+    prompter = Prompter(tokenizer, prompt_format)
+    d_prompts = [prompter(p.source, "MSA", p.target_variety) for p in pairs]
     d_targets = [p.target for p in pairs]
-    m_prompts = [format_prompt(p.target, p.target_variety, "MSA", prompt_format) for p in pairs]
+    m_prompts = [prompter(p.target, p.target_variety, "MSA") for p in pairs]
     m_targets = [p.source for p in pairs]
     layers = list(layers)
     say(f"steering statistics: states of {len(pairs)} training pairs ({len(dialects)} dialects) at layers {layers}")
@@ -628,7 +599,7 @@ def prepare(model: nn.Module, tokenizer: Any, spec: SteerSpec, *, base: str, run
     `subspace` for `project`: "run" (the run's saved subspace.safetensors), "estimate" (the
     probe on `model`, cached) or "auto" (the run's when there is a run). `vector` is always
     estimated on `model`. Layers default to the run's probe layers, else the default layers."""
-    from backend.modeling.tokenizer import PROMPT_FORMAT
+    from backend.prompts import DEFAULT_FORMAT
 
     if subspace not in ("auto", "run", "estimate"):
         raise UserError(f"subspace must be auto, run or estimate, not {subspace!r}")
@@ -654,7 +625,7 @@ def prepare(model: nn.Module, tokenizer: Any, spec: SteerSpec, *, base: str, run
             corpus = load_corpus(corpus_spec)
         dialects = [v for v in corpus.target_varieties() if v not in ("MSA", "ENG")]
     data = load_or_estimate(model, tokenizer, base=base, adapter_dir=adapter_dir, corpus_spec=corpus_spec,
-                            dialects=dialects, layers=layers, prompt_format=prompt_format or PROMPT_FORMAT,
+                            dialects=dialects, layers=layers, prompt_format=prompt_format or DEFAULT_FORMAT,
                             settings=settings, corpus=corpus, progress=progress)
     return Steerer(spec, data)
 

@@ -9,13 +9,15 @@ runs log the same figures and cost nearly the same per step.
 Data: the run's dialects (plus MSA targets when `include_msa`) from the TRAIN split. A
 held-out pool of MSA sentences feeds the probe; those sentences are removed from the
 training targets, so the probe never sees a sentence the model is trained to produce.
-Multi-GPU: `accelerate launch -m backend train ...` works because the Trainer is used.
+Multi-GPU: `accelerate launch -m backend train ...` runs DDP through the Trainer; every process
+penalises the same MSA subspace and only the main one writes the run folder (backend.distributed).
+The penalty and the probe read their layers through forward hooks (backend.modeling.layers),
+never all hidden states.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sys
@@ -30,12 +32,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from backend import varieties
+from backend import distributed, varieties
 from backend.data import ParallelCorpus, load_corpus
 from backend.decoupling import MSASubspaceEstimator, collect_states, default_layers
 from backend.errors import RunError
-from backend.examples import Collator, encode, target_mask
-from backend.modeling import attach_lora, autocast_dtype, format_prompt, load_base, pick_device, save_adapter
+from backend.examples import IGNORE, Collator, encode, target_mask
+from backend.modeling import attach_lora, autocast_dtype, load_base, pick_device, save_adapter
+from backend.modeling.layers import capture
+from backend.modeling.targets import adapted_modules
+from backend.prompts import Prompter
 from backend.runs import PROBE_STATE, Run, RunConfig, append_jsonl, create_run, read_jsonl, write_text_atomic
 
 PROBE_POOL = 512  # held-out MSA sentences reserved for the probe
@@ -64,15 +69,16 @@ def prepare_data(config: RunConfig, tokenizer, corpus: ParallelCorpus | None = N
         have = ", ".join(v for v in train.target_varieties() if v != "MSA") or "none"
         raise RunError(f"{corpus.name} has no training pairs for {', '.join(missing)}; it has: {have}")
     rng = random.Random(config.seed)
+    prompter = Prompter(tokenizer, config.prompt_format)
 
     # Held-out MSA for the probe: MSA targets of held-out pairs, or the MSA source of
     # MSA->dialect pairs presented the other way round (dialect -> MSA).
     msa_candidates = []
     for p in train.pairs:
         if p.target_variety == "MSA":
-            msa_candidates.append((format_prompt(p.source, p.source_variety, "MSA", config.prompt_format), p.target))
+            msa_candidates.append((prompter(p.source, p.source_variety, "MSA"), p.target))
         elif p.source_variety == "MSA" and p.target_variety in dialects:
-            msa_candidates.append((format_prompt(p.target, p.target_variety, "MSA", config.prompt_format), p.source))
+            msa_candidates.append((prompter(p.target, p.target_variety, "MSA"), p.source))
     rng.shuffle(msa_candidates)
     seen, probe = set(), []
     for prompt, text in msa_candidates:
@@ -92,7 +98,7 @@ def prepare_data(config: RunConfig, tokenizer, corpus: ParallelCorpus | None = N
         pairs = pairs[: config.max_train_pairs]
     classes = ["MSA", *dialects]
     index = {c: i for i, c in enumerate(classes)}
-    prompts = [format_prompt(p.source, p.source_variety, p.target_variety, config.prompt_format) for p in pairs]
+    prompts = [prompter(p.source, p.source_variety, p.target_variety) for p in pairs]
     items = encode(tokenizer, prompts, [p.target for p in pairs], config.max_length,
                    [index[p.target_variety] for p in pairs])
     sample = [i for i, p in enumerate(pairs) if p.target_variety != "MSA"][: config.probe_batch]
@@ -119,12 +125,15 @@ class DecouplingTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         variety_ids = inputs.pop("variety_ids")
-        outputs = model(**inputs, output_hidden_states=True)
+        # Only the penalty's layers are kept, through hooks that end with this forward (so
+        # neither a checkpointing recompute nor the probe's forward ever reaches them).
+        with capture(model, self.estimator.layers) as captured:
+            outputs = model(**inputs)
+        hidden = dict(captured)
         lm_loss = outputs.loss
         labels = inputs["labels"]
         token_y = variety_ids[:, None].expand_as(labels).to(labels.device)
         mask = target_mask(labels) & (token_y != 0)
-        hidden = {layer: outputs.hidden_states[layer] for layer in self.estimator.layers}
         lam = self.current_lambda()
         if lam > 0:
             penalty = self.estimator.penalty(hidden, mask, token_y)
@@ -151,39 +160,57 @@ class ProbeCallback(TrainerCallback):
         self.trainer: DecouplingTrainer | None = None
         self.cursor = 0
         self.report: dict[str, Any] | None = None
+        self.pool_items: list[dict[str, Any]] | None = None
 
     def _msa_states(self, model) -> dict[int, torch.Tensor]:
         n, pool = self.config.probe_batch, len(self.data.probe_prompts)
         idx = [(self.cursor + i) % pool for i in range(min(n, pool))]
         self.cursor = (self.cursor + n) % pool
-        return collect_states(model, self.tokenizer, [self.data.probe_prompts[i] for i in idx],
-                              [self.data.probe_targets[i] for i in idx], self.layers,
-                              max_length=self.config.max_length)
+        if self.pool_items is None:
+            self.pool_items = encode(self.tokenizer, self.data.probe_prompts, self.data.probe_targets,
+                                     self.config.max_length)
+        # Batches of 16 sorted by length: less padding to compute than one batch of 32.
+        return collect_states(model, self.tokenizer, [], [], self.layers, batch_size=16,
+                              items=[self.pool_items[i] for i in idx])
 
     def _update(self, model, dialect: dict[int, torch.Tensor], dialect_y: torch.Tensor) -> None:
-        msa = self._msa_states(model)
-        self.report = self.trainer.estimator.update(msa, dialect, dialect_y).as_record()
+        """Every process calls this at the same steps: under DDP the dialect states of all of
+        them feed one update on the main process, whose U and means all then use."""
+        estimator = self.trainer.estimator
+        device = next(model.parameters()).device
+        dialect = {layer: distributed.gather_rows(h, device) for layer, h in dialect.items()}
+        dialect_y = distributed.gather_rows(dialect_y, device)
+        if len(dialect_y) and distributed.is_main():
+            msa = self._msa_states(model)
+            self.report = estimator.update(msa, dialect, dialect_y).as_record()
+        if distributed.world_size() > 1:
+            shared = distributed.broadcast({"bases": estimator.bases, "means": estimator.means,
+                                            "seen": estimator.seen})
+            estimator.bases, estimator.means, estimator.seen = shared["bases"], shared["means"], shared["seen"]
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.trainer.estimator.ready:  # resumed from a checkpoint
             return
         d = self.data
+        if not distributed.is_main():  # the same sample on every process: counted once
+            empty = torch.zeros(0, self.trainer.estimator.d)
+            self._update(model, dict.fromkeys(self.layers, empty), torch.zeros(0, dtype=torch.long))
+            return
         states = collect_states(model, self.tokenizer, d.dialect_prompts, d.dialect_targets, self.layers,
                                 max_length=self.config.max_length)
-        lengths = [len(x["labels"]) - x["labels"].count(-100) for x in encode(
+        lengths = [len(x["labels"]) - x["labels"].count(IGNORE) for x in encode(
             self.tokenizer, d.dialect_prompts, d.dialect_targets, self.config.max_length)]
         y = torch.tensor([c for c, n in zip(d.dialect_classes, lengths) for _ in range(n)])
         self._update(model, states, y)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         last = self.trainer.last
-        if state.global_step % self.config.probe_every == 0 and last.get("dialect_y") is not None \
-                and len(last["dialect_y"]):
+        if state.global_step % self.config.probe_every == 0 and last.get("dialect_y") is not None:
             self._update(model, last["dialect_states"], last["dialect_y"])
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if folder.is_dir() and state.is_world_process_zero:
             save_file(self.trainer.estimator.state_dict(), str(folder / PROBE_STATE))
 
 
@@ -211,7 +238,16 @@ class RunRecorder(TrainerCallback):
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
         last = self.trainer.last
-        self.tokens += last.get("tokens", 0)
+        # Under DDP: tokens of all processes; a cancellation seen by any stops all of them at
+        # the same step (one stopping alone would leave the others waiting forever).
+        tokens, cancel = distributed.sum_ints([last.get("tokens", 0), int(self.cancel_requested)], args.device)
+        self.tokens += tokens
+        if cancel:
+            self.cancel_requested = True
+            control.should_training_stop = True
+            control.should_save = True
+        if not state.is_world_process_zero:
+            return  # only the main process writes the run folder
         wall = time.time() - self.started
         record = {
             "step": state.global_step, "loss": last["lm_loss"] + last["lam"] * last["penalty"],
@@ -232,11 +268,8 @@ class RunRecorder(TrainerCallback):
         if self.on_progress:
             self.on_progress(progress)
         if time.time() - self.last_beat > 1.0 or state.global_step == state.max_steps:
-            self.run.write_state(state="running", pid=os.getpid(), heartbeat=time.time(), progress=progress)
+            self.run.beat(progress)
             self.last_beat = time.time()
-        if self.cancel_requested:
-            control.should_training_stop = True
-            control.should_save = True
 
 
 def _mean(values: dict | None) -> float | None:
@@ -273,16 +306,22 @@ def train(config: RunConfig, run: Run | None = None, resume: bool = False,
           on_progress: Callable[[dict], None] | None = None) -> Run:
     """Train one adapter into its run folder; returns the run (state finished or cancelled).
 
-    Failures are written to state.json and log.txt, then re-raised."""
-    run = run or create_run(config)
-    run.log(f"{'resuming' if resume else 'starting'} {config.method} run {run.id}")
-    run.write_state(state="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(), error=None)
+    Failures are written to state.json and log.txt, then re-raised. Under `accelerate
+    launch` every process calls this; only the main one creates and writes the run folder."""
+    ddp_device = distributed.setup()
+    main = distributed.is_main()
+    if run is None:
+        run = Run(Path(distributed.broadcast(str(create_run(config).dir) if main else None)))
+    if main:
+        run.log(f"{'resuming' if resume else 'starting'} {config.method} run {run.id}")
+        run.mark_running()
     recorder: RunRecorder | None = None
     previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
     try:
         torch.manual_seed(config.seed)
-        device = pick_device()
-        model, tokenizer = load_base(config.base, device=device)
+        device = ddp_device or pick_device()
+        model, tokenizer = load_base(config.base, device=device, dtype=config.dtype, quantize=config.quantize,
+                                     gradient_checkpointing=config.gradient_checkpointing)
         tokenizer.padding_side = "right"
         data = prepare_data(config, tokenizer)
         layers = list(config.layers) if config.layers else default_layers(model.config.num_hidden_layers)
@@ -290,6 +329,8 @@ def train(config: RunConfig, run: Run | None = None, resume: bool = False,
         if bad:
             raise RunError(f"layers {bad} do not exist; this model has layers 1..{model.config.num_hidden_layers}")
         model = attach_lora(model, config)
+        if main:
+            run.log(f"LoRA on {', '.join(adapted_modules(model))}")
         model.train()
         estimator = MSASubspaceEstimator(layers, model.config.hidden_size, len(data.classes), config.probe_rank,
                                          config.subspace, config.probe_steps, seed=config.seed)
@@ -300,8 +341,10 @@ def train(config: RunConfig, run: Run | None = None, resume: bool = False,
             estimator.load_state_dict(load_file(str(checkpoint / PROBE_STATE)))
             step = int(checkpoint.name.split("-")[-1])
             kept = [r for r in read_jsonl(run.metrics_path) if r.get("step", 0) <= step]
-            write_text_atomic(run.metrics_path, "".join(_jsonl(r) for r in kept))
-        elif not resume:
+            distributed.barrier()  # every process has read the old metrics before they change
+            if main:
+                write_text_atomic(run.metrics_path, "".join(_jsonl(r) for r in kept))
+        elif not resume and main:
             run.metrics_path.unlink(missing_ok=True)
         probe = ProbeCallback(data, config, tokenizer, layers)
         recorder = RunRecorder(run, probe, on_progress)
@@ -313,12 +356,16 @@ def train(config: RunConfig, run: Run | None = None, resume: bool = False,
         probe.trainer = recorder.trainer = trainer
         if previous is not None:
             signal.signal(signal.SIGTERM, lambda *_: setattr(recorder, "cancel_requested", True))
-        run.log(f"{len(data.items)} training examples, classes {data.classes}, layers {layers}, "
-                f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters, {device}")
+        if main:
+            run.log(f"{len(data.items)} training examples, classes {data.classes}, layers {layers}, "
+                    f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters, "
+                    f"{device} x {distributed.world_size()}")
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if not main:
+            return run  # the main process saves the adapter and records how the run ended
         if recorder.cancel_requested and trainer.state.global_step < config.steps:
             run.log(f"cancelled at step {trainer.state.global_step}")
-            run.write_state(state="cancelled", heartbeat=time.time(), finished=time.time())
+            run.mark_cancelled(heartbeat=time.time())
             return run
         save_adapter(model, run.adapter_dir)
         save_file({f"basis.{k}": v.contiguous() for k, v in estimator.bases.items()}
@@ -327,13 +374,14 @@ def train(config: RunConfig, run: Run | None = None, resume: bool = False,
         records = run.metrics()
         summary = {"steps": trainer.state.global_step, "wall_time": records[-1]["wall_time"] if records else None,
                    "tokens": records[-1]["tokens"] if records else 0, "classes": data.classes, "layers": layers}
-        run.write_state(state="finished", heartbeat=time.time(), finished=time.time(), summary=summary)
+        run.mark_finished(summary=summary)
         run.log(f"finished: adapter saved to {run.adapter_dir}")
         return run
     except BaseException as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        run.log(f"failed: {type(e).__name__}: {message}")
-        run.write_state(state="failed", error=message, heartbeat=time.time(), finished=time.time())
+        if main:
+            run.log(f"failed: {type(e).__name__}: {message}")
+            run.mark_failed(message, heartbeat=time.time())
         raise
     finally:
         if previous is not None:

@@ -39,12 +39,13 @@ def main() -> int:
     from backend.data import load_corpus
     from backend.evaluation import metrics
     from backend.evaluation.evaluate import identifier_for
-    from backend.modeling import format_prompt, generate, load_adapter, load_base
+    from backend.modeling import generate, load_adapter, load_base
+    from backend.prompts import DEFAULT_FORMAT, Prompter
     from backend.runs import get_run
 
     n = args.n or (40 if args.quick else 200)
     dialect = varieties.code(args.dialect)
-    base, template = args.base, "<{source_variety}> {source} <{target_variety}>"
+    base, template = args.base, DEFAULT_FORMAT
     if args.run:
         config = get_run(args.run).config()
         base, template = config.base, config.prompt_format
@@ -57,7 +58,8 @@ def main() -> int:
     model, tokenizer = load_base(base)
     if args.run:
         model = load_adapter(model, get_run(args.run).adapter_dir, "bench")
-    prompts = [format_prompt(p.source, p.source_variety, dialect, template) for p in pairs]
+    prompter = Prompter(tokenizer, template)
+    prompts = [prompter(p.source, p.source_variety, dialect) for p in pairs]
     refs = [p.target for p in pairs]
     params = sum(p.numel() for p in model.parameters())
     print(f"model {base}{' + ' + args.run if args.run else ''} ({params / 1e6:.2f}M parameters), "

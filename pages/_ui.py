@@ -13,11 +13,16 @@ import math
 import os
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from backend import paths, varieties
 from backend.errors import UserError
+
+if TYPE_CHECKING:
+    from backend import browse, compare
 
 log = logging.getLogger("dialect_decoupling.app")
 
@@ -39,6 +44,8 @@ CSS = f"""
   vertical-align: top; }}
 .dd-table th {{ text-align: left; font-weight: 600; }}
 .dd-table td.dd-rtl {{ font-size: 1.1rem; }}
+.dd-msa {{ text-decoration: underline wavy #d9534f; text-decoration-skip-ink: none; text-underline-offset: 0.35em; }}
+.dd-diff {{ background: rgba(47, 111, 223, 0.16); border-radius: 0.2rem; }}
 .stTextArea textarea {{ unicode-bidi: plaintext; font-size: 1.1rem; }}
 .stTextInput input {{ unicode-bidi: plaintext; }}
 </style>
@@ -61,8 +68,23 @@ def demo_password() -> str | None:
     return str(value) if value else None
 
 
+def leave_pages_fallback() -> None:
+    """Until some script calls st.navigation, Streamlit serves a fresh server's requests in
+    its old `pages/`-folder mode (file names as navigation, page files run without app.py).
+    A script that finds itself in that mode switches it off and reruns: the same URL then
+    goes through app.py's navigation, layout and gate (the page hash is the URL path, so the
+    visitor stays on the page asked for)."""
+    if PagesManager.uses_pages_directory and not st.session_state.get("dd_left_fallback"):
+        # Once per session: AppTest sets the mode back before each of its runs, and a rerun
+        # on every run would drop the click that started it.
+        st.session_state["dd_left_fallback"] = True
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def password_gate() -> None:
     """Stop the script until this browser session has typed the demo password."""
+    leave_pages_fallback()
     expected = demo_password()
     if expected is None or st.session_state.get("dd_authenticated"):
         return
@@ -135,6 +157,42 @@ def damaged_runs_note() -> None:
                                   for run_id, why in damaged))
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _pair_table(key: str, stamp: tuple) -> browse.Table:
+    from backend import browse, compare
+
+    pair = compare.get_pair(key)
+    return browse.pair_table(pair.baseline, pair.decoupled)
+
+
+def _outputs_stamp(pair: compare.RunPair) -> tuple:
+    """The outputs files' modification times: a re-evaluated (or newly steered) run is read again."""
+    files = [f for run in (pair.baseline, pair.decoupled) for f in sorted(run.dir.glob("outputs*.jsonl"))]
+    return tuple((f.name, f.stat().st_mtime_ns) for f in files if f.is_file())
+
+
+def choose_pair_table(key: str, none_yet: str, home_link: bool = False) -> tuple[compare.RunPair, browse.Table]:
+    """The "Run pair" choice of Browse and Rate (widget `key`) and that pair's evaluated test
+    outputs, read from disk once per change. Stops the page with `none_yet` when there is no
+    finished pair, and with the reason when one of the two runs is not evaluated."""
+    from backend import compare
+
+    pairs = compare.find_pairs()
+    if not pairs:
+        st.info(none_yet)
+        if home_link:
+            st.page_link("pages/home.py", label="Welcome", icon=":material/home:")
+        st.stop()
+    by_key = {p.key: p for p in pairs}
+    pair_key = st.selectbox("Run pair", list(by_key), format_func=lambda k: by_key[k].label, key=key)
+    pair = by_key[pair_key]
+    try:
+        return pair, _pair_table(pair_key, _outputs_stamp(pair))
+    except UserError as e:
+        st.info(message(e))
+        st.stop()
+
+
 def unexpected_message(error: BaseException, what: str = "") -> str:
     """Only the error's type: its text may hold paths or data a public demo should not show."""
     prefix = f"{what} failed" if what else "Something went wrong on this page"
@@ -155,3 +213,7 @@ def fmt(value: float | None, digits: int = 2, none: str = "–") -> str:
         return f"{float(value):.{digits}f}"
     except (TypeError, ValueError):
         return none
+
+
+if __name__ == "__main__":  # this file requested as a page (/ui) in the fallback mode
+    leave_pages_fallback()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend import compare, paths, safety, steering, varieties
+from backend import compare, paths, safety, steering, varieties, wordmarks
 from backend.errors import UserError
 from pages import _ui as ui
 
@@ -19,6 +19,11 @@ ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs t
 @st.cache_resource(max_entries=2, show_spinner=False)
 def _pair_model(key: str) -> compare.PairModel:
     return compare.load_pair_model(compare.get_pair(key))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _marker(source: str) -> wordmarks.Marker:
+    return wordmarks.marker_for(source)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -42,8 +47,11 @@ if not pairs:
 by_key = {p.key: p for p in pairs}
 pair_key = st.selectbox("Run pair", list(by_key), format_func=lambda k: by_key[k].label, key="compare_pair",
                    help="A baseline (λ = 0) and a decoupled adapter trained with the same base, data, "
-                        "dialects, steps and seed; only λ differs.")
+                        "dialects, steps, LoRA and seed; only the penalty's settings (λ, layers, probe) differ.")
 pair = by_key[pair_key]
+with ui.shown_errors("Reading the pair's settings"):
+    for note in compare.measurement_notes(pair):
+        st.caption(note)
 try:
     config = pair.config()
     trained = pair.trained_varieties()
@@ -89,7 +97,10 @@ else:
                          format_func=lambda j: examples[j][0][:90], key=f"compare_example_{pair_key}_{target}")
         source, source_variety, reference = examples[i]
         st.caption(f"Source ({source_variety})")
-        ui.rtl(source) if source_variety != "ENG" else st.text(source)
+        if source_variety == "ENG":  # a statement, not an expression: Streamlit's magic would print its None
+            st.text(source)
+        else:
+            ui.rtl(source)
         st.caption(f"Reference ({target})")
         ui.rtl(reference)
 
@@ -139,10 +150,17 @@ stored = st.session_state.get("compare_result")
 if stored and stored[0] == pair_key:
     result: compare.Comparison = stored[1]
     st.subheader(f"Into {ui.variety_label(result.target_variety)}")
+    marker = None
+    with ui.shown_errors("Finding the MSA words"):
+        marker = _marker(config.source)
+    marked = wordmarks.mark_outputs({o.system: o.text for o in result.outputs}, result.target_variety, marker)
     for col, out in zip(st.columns(len(result.outputs)), result.outputs):
         with col:
             st.markdown(f"**{out.title}**")
-            ui.rtl(out.text, card=True)
+            if out.text.strip():
+                st.markdown(marked[out.system], unsafe_allow_html=True)
+            else:
+                ui.rtl(out.text, card=True)
             facts = []
             if out.label is not None:
                 mark = "✓" if out.label == result.target_variety else "✗"
@@ -150,6 +168,11 @@ if stored and stored[0] == pair_key:
             if out.chrf is not None:
                 facts.append(f"chrF++ {out.chrf:.1f}")
             st.caption(" · ".join(facts) if facts else "no identifier or reference for this output")
+    st.markdown('<small><span class="dd-msa">wavy underline</span>: an MSA form where the target has its own word '
+                '· <span class="dd-diff">shaded</span>: differs between baseline and decoupled</small>',
+                unsafe_allow_html=True)
+    if marker is not None:
+        st.caption(ui.md(marker.how) + ".")
     how = "one batched call" if result.batched else f"{len(result.outputs)} calls"
     st.caption(f"Generated and scored in {result.seconds:.2f} s ({how}, greedy)"
                + ("" if result.trained_on_target else " — untrained target variety") + ". The prompt:")

@@ -29,6 +29,9 @@ with ui.shown_errors("Listing the trained models"):
     if ready:
         st.success("Trained models are ready.")
         st.page_link("pages/compare.py", label="Compare their outputs side by side", icon=":material/compare_arrows:")
+        st.page_link("pages/browse.py", label="Browse their test outputs, MSA words marked", icon=":material/table_rows:")
+        if not ui.read_only():
+            st.page_link("pages/rate.py", label="Rate their outputs blind", icon=":material/how_to_vote:")
 
 
 STAGE_LABELS = {
@@ -73,7 +76,7 @@ def _live() -> None:
                 st.toast("Asked the build to stop; a later build resumes where it stopped.")
         st.session_state["demo_was_running"] = True
     elif st.session_state.pop("demo_was_running", False):
-        st.rerun()  # the build ended: rerun the whole app so navigation opens on Compare
+        st.rerun()  # the build ended: rerun the whole page, which then links to Compare
 
 
 st.subheader("Demo models")

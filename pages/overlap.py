@@ -23,15 +23,11 @@ SYSTEM_ORDER = ["base", "baseline", "decoupled"]
 
 
 def _per_layer(pair: compare.RunPair, key: str) -> pd.DataFrame:
-    rows = []
-    for method, run in (("baseline", pair.baseline), ("decoupled", pair.decoupled)):
-        for record in run.metrics():
-            values, step = record.get(key), record.get("step")
-            if isinstance(values, dict) and ui.number(step) is not None:
-                for layer, value in values.items():
-                    if ui.number(value) is not None:
-                        rows.append({"run": method, "step": step, "layer": f"layer {layer}", "value": ui.number(value)})
-    return pd.DataFrame(rows, columns=["run", "step", "layer", "value"])
+    curves = compare.pair_curves(pair, key)  # on the layers both runs measured
+    df = pd.DataFrame(curves.rows, columns=["run", "step", "layer", "value"])
+    df["layer"] = "layer " + df["layer"].astype(str)
+    df.attrs["note"] = curves.note
+    return df
 
 
 def _line(df: pd.DataFrame, title: str, y: str):
@@ -57,7 +53,11 @@ pair = by_key[key]
 
 st.subheader("During training")
 with ui.shown_errors("Reading the training metrics"):
+    for note in compare.measurement_notes(pair):
+        st.caption(note)
     energy = _per_layer(pair, "overlap")
+    if energy.attrs.get("note"):
+        st.info(energy.attrs["note"])
     if energy.empty:
         st.warning("These runs logged no overlap figures (metrics.jsonl is missing or has no probe updates).")
     else:

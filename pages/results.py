@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from backend import compare
+from backend import compare, ratings
 from backend.errors import UserError
 from pages import _ui as ui
 
@@ -138,7 +138,47 @@ def _metric_row(title: str, row: dict, seeds: list) -> None:
                    help=f"Significant at {ALPHA} when below it ({how})" if p is not None else None)
 
 
+def _ratings_section() -> None:
+    """The blind ratings (Rate page) of one run pair: how often each adapter is preferred,
+    the exact sign test, and agreement where two raters rated the same sentence."""
+    rated = ratings.pairs_rated()
+    if not rated:
+        return
+    st.subheader("Blind ratings")
+    pair = st.selectbox("Rated run pair", list(rated), key="results_rated_pair",
+                        format_func=lambda k: f"{k} ({rated[k]} answers)") if len(rated) > 1 else next(iter(rated))
+    if rated[pair] < ratings.MIN_FOR_RESULTS:
+        st.caption(f"{rated[pair]} answer{'s' if rated[pair] != 1 else ''} so far; the preference rates show from "
+                   f"{ratings.MIN_FOR_RESULTS} answers on (Rate page).")
+        return
+    s = ratings.summary(pair)
+    prefs = s["preference"]
+    cols = st.columns(2)
+    for col, question, title in ((cols[0], "dialect", "more dialectal"), (cols[1], "meaning", "closer in meaning")):
+        p = prefs[question]
+        rate = p["decoupled_rate"]
+        col.metric(f"Decoupled preferred as {title}", "–" if rate is None else f"{100 * rate:.0f}%",
+                   help="Share of the decided answers (ties left out) that prefer the decoupled output.")
+        col.caption(f"decoupled {p['decoupled']} · baseline {p['baseline']} · ties {p['ties']} · sign test "
+                    f"p = {ui.fmt(p['p_value'], 3)}")
+    st.caption(f"{s['items']} sentences, {len(s['raters'])} rater{'s' if len(s['raters']) != 1 else ''} "
+               f"({ui.md(', '.join(s['raters']))}); each rater's latest answer per sentence. p: exact two-sided "
+               "sign test (binomial, p = 1/2), ties excluded.")
+    agree = s["agreement"]
+    if agree["dialect"]["items"]:
+        st.caption(" · ".join(
+            f"{q}: {a['items']} sentences rated by two or more raters, agreement "
+            f"{ui.fmt(None if a['percent'] is None else 100 * a['percent'], 0)}%, Cohen's kappa {ui.fmt(a['kappa'], 2)}"
+            for q, a in agree.items()))
+    else:
+        st.caption("Inter-rater agreement: no sentence has been rated by two raters yet.")
+    st.download_button("Download the ratings as CSV", ratings.export_csv(pair).encode("utf-8"),
+                       file_name="ratings.csv", mime="text/csv", key="results_ratings_csv")
+
+
 st.title("Results")
+with ui.shown_errors("Reading the ratings"):
+    _ratings_section()
 experiments = compare.list_experiments()
 if not experiments:
     st.info("No evaluated experiment yet. `python -m backend experiment` builds a base, a baseline and a "

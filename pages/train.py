@@ -8,12 +8,14 @@ cancelling go through backend.jobs; nothing trains in this script's thread.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
-from backend import demo, jobs, paths, safety, varieties
+from backend import demo, jobs, memory, paths, safety, varieties
 from backend.errors import UserError
-from backend.runs import RunConfig
+from backend.runs import RunConfig, parse_setting, setting_fields
 from pages import _ui as ui
 
 ui.password_gate()  # here too: a fresh server's first visitor to /<page> runs this file without app.py
@@ -39,17 +41,53 @@ def _bases() -> list[str]:
     return (["default"] if "default" in found else []) + [b for b in found if b != "default"]
 
 
-def _layers(text: str) -> list[int] | None:
-    text = text.strip()
-    if not text:
-        return None
+# --- the form: one control per RunConfig field, derived from its declaration ----------------
+# A few fields have their own controls (method, dialects, source, base, name); every other
+# field gets the control its type calls for, with the field's label, help and default. A
+# model preset fills the base and its suggested settings (keys carry the preset, so choosing
+# another one resets them).
+CUSTOM = ("method", "source", "dialects", "base", "name")
+MAIN = ("steps", "lam", "lora_rank", "layers")
+CAPS = {"steps": "steps", "batch_size": "batch_size", "max_length": "max_length", "max_train_pairs": "train_pairs"}
+FIELDS = {f.name: f for f in setting_fields()}
+
+
+def _key(name: str, preset: memory.Preset | None) -> str:
+    return f"train_{name}" + (f"_{preset.name}" if preset and name in preset.settings else "")
+
+
+def _control(name: str, where, preset: memory.Preset | None, problems: list[str]):
+    """The widget for RunConfig field `name`, and the value it gives (parsed, not yet checked)."""
+    f = FIELDS[name]
+    meta, key = f.metadata, _key(name, preset)
+    default = preset.settings[name] if preset and name in preset.settings else getattr(D, name)
+    if name == "lora_alpha":
+        default = None  # RunConfig's rule: 2 x the LoRA rank unless set
+    label, help_text = meta["label"], meta["help"][:1].upper() + meta["help"][1:] + "."
+    optional = f.type.endswith("| None")
+    if f.type == "bool":
+        return where.checkbox(label, value=default, help=help_text, key=key)
+    if meta.get("choices"):
+        options = [None, *meta["choices"]] if optional else list(meta["choices"])
+        return where.selectbox(label, options, index=options.index(default), help=help_text, key=key,
+                               format_func=lambda v: "none" if v is None else str(v))
+    if f.type in ("int", "int | None"):
+        cap = CAPS.get(name)
+        return where.number_input(label, min_value=None if meta["low"] is None else int(meta["low"]),
+                                  max_value=safety.limit(cap) if cap else None, value=default, step=1,
+                                  help=help_text, key=key, placeholder="none" if optional else None)
+    if f.type == "float":
+        return where.number_input(label, min_value=None if meta["low"] is None else float(meta["low"]),
+                                  max_value=None if meta["high"] is None else float(meta["high"]),
+                                  value=float(default), format="%g", help=help_text, key=key)
+    shown = ",".join(map(str, default)) if isinstance(default, list) else (default or "")
+    placeholder = "default: middle-to-upper" if name == "layers" else "none" if optional else None
+    text = where.text_input(label, value=shown, placeholder=placeholder, help=help_text, key=key)
     try:
-        layers = sorted({int(x) for x in text.replace(" ", ",").split(",") if x})
-    except ValueError:
-        raise UserError(f"layers must be numbers separated by commas, like 2,3 (got {text!r})") from None
-    if not layers or min(layers) < 1:
-        raise UserError("layers are numbered from 1")
-    return layers
+        return parse_setting(name, text)
+    except UserError as e:
+        problems.append(str(e))
+        return default
 
 
 if ui.read_only():
@@ -61,76 +99,57 @@ st.markdown("Fine-tune LoRA adapters on the base model: a **baseline** (plain fi
             "**decoupled** run (the same, plus the penalty that pushes dialect representations out of "
             "the MSA subspace). Runs start in the background, one after another.")
 
-# --- the form ------------------------------------------------------------------------------
-preset = st.selectbox("Dialect preset", ["(choose dialects yourself)", *varieties.PRESETS],
-                      index=1 + list(varieties.PRESETS).index("the 25 MADAR cities"),
-                      help="A starting set of dialects; you can add or remove some below.", key="train_preset")
+problems: list[str] = []
+dialect_preset = st.selectbox("Dialect preset", ["(choose dialects yourself)", *varieties.PRESETS],
+                              index=1 + list(varieties.PRESETS).index("the 25 MADAR cities"),
+                              help="A starting set of dialects; you can add or remove some below.",
+                              key="train_preset")
 choices = [*varieties.CITY_CODES, *(g.code for g in varieties.GROUPS)]
-initial = list(varieties.PRESETS.get(preset, ()))
+initial = list(varieties.PRESETS.get(dialect_preset, ()))
 dialects = st.multiselect("Dialects", choices, default=[c for c in initial if c in choices],
-                          format_func=ui.variety_label, key=f"train_dialects_{preset}",
+                          format_func=ui.variety_label, key=f"train_dialects_{dialect_preset}",
                           help="The varieties the adapters learn to write; MSA is always included as well.")
 cols = st.columns(2)
-source = cols[0].text_input("Data source", value="offline", key="train_source",
+source = cols[0].text_input("Data source", value=D.source, key="train_source",
                             help="offline: the corpus this project writes itself. Or a corpus inside the data "
                                  "roots, e.g. madar:/path/to/MADAR.").strip()
 bases = _bases()
-base_choice = cols[1].selectbox("Base model", [*bases, "another (folder or hub id)…"] if bases else
-                                ["default", "another (folder or hub id)…"],
-                                help="The pretrained model the adapters sit on; 'default' is the small model "
-                                     "built from scratch for the demo.", key="train_base")
-base = base_choice
+local = bases or ["default"]
+presets = {f"{p.name} — {p.hub_id}": p for p in memory.PRESETS.values()}
+base_choice = cols[1].selectbox("Base model", [*local, *presets, "another (folder or hub id)…"],
+                                help="The pretrained model the adapters sit on: 'default' is the small model "
+                                     "built from scratch for the demo; the presets are real models from the "
+                                     "hub (downloaded when training starts) with settings suggested for them.",
+                                key="train_base")
+model_preset = presets.get(base_choice)
+base = model_preset.hub_id if model_preset else base_choice
 if base_choice.startswith("another"):
     base = cols[1].text_input("Base model folder or hub id", key="train_base_other").strip()
 method = st.radio("What to train", list(METHODS), format_func=lambda k: METHODS[k][0], horizontal=True,
                   key="train_method")
-cols = st.columns(4)
-steps = cols[0].number_input("Steps", min_value=1, max_value=safety.limit("steps"), value=D.steps, step=50,
-                             help="Optimizer steps per run; more steps, better adapters, longer wait.", key="train_steps")
-lam = cols[1].number_input("λ (penalty weight)", min_value=0.0, max_value=100.0, value=float(D.lam), step=0.1,
-                           help="How hard the decoupled run pushes dialect states out of the MSA subspace.",
-                           key="train_lambda")
-lora_rank = cols[2].select_slider("LoRA rank", options=[2, 4, 8, 16, 32, 64], value=D.lora_rank,
-                                  help="Size of the adapter: higher learns more and costs a little more.",
-                                  key="train_rank")
-layers_text = cols[3].text_input("Layers", value="", placeholder="default: middle-to-upper",
-                                 help="Hidden-state layers the penalty acts on, e.g. 2,3; blank picks them for you.",
-                                 key="train_layers")
+values = {}
+for col, name in zip(st.columns(len(MAIN)), MAIN):
+    values[name] = _control(name, col, model_preset, problems)
 with st.expander("Advanced settings"):
     cols = st.columns(4)
-    batch_size = cols[0].number_input("Batch size", min_value=1, max_value=safety.limit("batch_size"),
-                                      value=D.batch_size,
-                                      help="Training pairs per step.", key="train_batch")
-    learning_rate = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=D.learning_rate,
-                                         format="%.4f", help="Step size of the optimizer for the adapter.",
-                                         key="train_lr")
-    probe_every = cols[2].number_input("Probe every", min_value=1, max_value=10_000, value=D.probe_every,
-                                       help="Steps between updates of the MSA-subspace estimate.",
-                                       key="train_probe_every")
-    seed = cols[3].number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed,
-                                help="Same seed, same data order: the two runs of a pair share it.",
-                                key="train_seed")
+    rest = [n for n in FIELDS if n not in CUSTOM and n not in MAIN]
+    for i, name in enumerate(rest):
+        values[name] = _control(name, cols[i % 4], model_preset, problems)
 name = st.text_input("Name (optional)", key="train_name", max_chars=40,
                      help="A short label that appears in the run's folder name.")
 
 configs: list[RunConfig] = []
-problems: list[str] = []
+resolved_base = base
 try:
-    if not dialects:
-        raise UserError("choose at least one dialect")
-    if not source:
-        raise UserError("choose a data source (offline is built in)")
-    if not base:
-        raise UserError("type a base model folder or hub id")
-    layers = _layers(layers_text)
-    safety.check_base_and_layers(base, layers)
-    for m in METHODS[method][1]:
-        configs.append(RunConfig(
-            method=m, source=source, dialects=list(dialects), base=base, steps=int(steps), batch_size=int(batch_size),
-            learning_rate=float(learning_rate), lam=float(lam), layers=layers, probe_every=int(probe_every),
-            lora_rank=int(lora_rank), lora_alpha=2 * int(lora_rank), seed=int(seed), name=name.strip(),
-        ))
+    if not problems:
+        if not base:
+            raise UserError("type a base model folder or hub id")
+        for m in METHODS[method][1]:
+            configs.append(RunConfig(method=m, source=source, dialects=list(dialects), base=base,
+                                     name=name.strip(), **values))
+        resolved_base = safety.check_base_and_layers(base, configs[0].layers)
 except UserError as e:
+    configs = []
     problems.append(str(e))
 
 if configs and source:
@@ -154,7 +173,17 @@ if configs:
         st.caption(ui.md(f"Will train {c.steps} steps · batch {c.batch_size} · learning rate {c.learning_rate:g} · "
                          f"λ {configs[-1].lam:g} · LoRA rank {c.lora_rank} · layers "
                          f"{', '.join(map(str, c.layers)) if c.layers else 'middle-to-upper (automatic)'} · "
-                         f"probe every {c.probe_every} · seed {c.seed}"))
+                         f"probe every {c.probe_every} · seed {c.seed} · LoRA alpha {c.lora_alpha} · "
+                         f"dtype {c.dtype}" + (f" · {c.quantize}" if c.quantize else "")
+                         + (" · gradient checkpointing" if c.gradient_checkpointing else "")))
+    with ui.shown_errors("Estimating the GPU memory"):
+        est = memory.estimate_for(replace(configs[0], base=resolved_base))
+        if est is None:
+            st.markdown("**GPU memory:** cannot be estimated offline for this hub id (its architecture is "
+                        f"not known here); the presets ({', '.join(memory.PRESETS)}) can be.")
+        else:
+            st.markdown(f"**GPU memory:** {est.summary()}.")
+            st.caption(f"From {est.basis}: weights, LoRA and Adam state, activations, the probe's hidden states.")
 for problem in problems:
     st.error(ui.message(problem))
 

@@ -64,3 +64,64 @@ def tiny_base() -> Path:
     from backend.pretrain import pretrain_base
 
     return pretrain_base(name="tiny", source="offline", preset="tiny", seed=0)
+
+
+# --- the demo models and the app (AppTest pages, CLI, browser) ------------------------------
+
+@pytest.fixture()
+def empty_models(tmp_path, monkeypatch) -> Path:
+    """A models root of this test's own, empty: the app as on a fresh install."""
+    monkeypatch.setenv("DD_MODELS_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def demo_pair(tiny_base):
+    """The tiny demo (base + baseline + decoupled, evaluated as an experiment) under the
+    session's models root, as a compare.RunPair. Built by the first module that asks; later
+    modules get the same runs back from the experiment's stage cache."""
+    from backend import compare, demo
+
+    status = demo.build_demo(demo.DemoOptions.tiny())
+    assert status["state"] == "finished"
+    return compare.get_pair(f"{status['runs']['baseline']}+{status['runs']['decoupled']}")
+
+
+# --- the app in Chromium (tests/browser_support.py) -----------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright, one per module; skips when either is missing
+    (never `playwright install`)."""
+    from browser_support import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian's chromium package); browser tests need it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM),
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, demo_pair):
+    """The app on the demo models, one server per module; its log is artifacts/streamlit.log."""
+    from browser_support import SHOTS, streamlit_server
+
+    from backend import paths
+
+    SHOTS.parent.mkdir(parents=True, exist_ok=True)
+    with streamlit_server(paths.models_dir(), log=SHOTS.parent / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture()
+def page(browser, server):
+    """A fresh browser context (no cookies, no session) and page, in English."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1100}, locale="en-US")
+    p = context.new_page()
+    p.set_default_timeout(60_000)
+    yield p
+    context.close()

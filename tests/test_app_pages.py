@@ -10,36 +10,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
+from apptest_support import assert_clean, compare_picking, new_app, open_page
 from streamlit.testing.v1 import AppTest
 
-from backend import compare, demo, jobs, paths
+from backend import demo, jobs, paths
 from backend.runs import Run, list_runs, write_json_atomic
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = demo.DemoOptions.tiny()
-PAGES = ("home", "compare", "train", "overlap", "results", "data")
-
-
-def _app() -> AppTest:
-    return AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
-
-
-def _open(page: str | None = None) -> AppTest:
-    at = _app().run()
-    if page:
-        at.switch_page(f"pages/{page}.py").run()
-    _assert_clean(at)
-    return at
-
-
-def _assert_clean(at: AppTest) -> None:
-    """No exception element; no error that reads like an unexpected failure."""
-    assert not at.exception, [e.value for e in at.exception]
-    bad = [e.value for e in at.error if "Something went wrong" in e.value or "Traceback" in e.value]
-    assert not bad, bad
+PAGES = ("home", "compare", "browse", "rate", "train", "overlap", "results", "data")
 
 
 def _texts(at: AppTest) -> str:
@@ -48,23 +28,10 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-@pytest.fixture()
-def empty_models(tmp_path, monkeypatch):
-    monkeypatch.setenv("DD_MODELS_DIR", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture(scope="module")
-def demo_pair(tiny_base) -> compare.RunPair:
-    status = demo.build_demo(TINY)
-    assert status["state"] == "finished"
-    return compare.get_pair(f"{status['runs']['baseline']}+{status['runs']['decoupled']}")
-
-
 # --- a fresh install -----------------------------------------------------------------------
 
 def test_fresh_install_opens_on_welcome_with_one_build_button(empty_models):
-    at = _open()
+    at = open_page()
     assert at.title[0].value == "Dialect decoupling"
     assert [b.label for b in at.button] == ["Build the demo models"]
     assert "takes about" in _texts(at)
@@ -72,7 +39,7 @@ def test_fresh_install_opens_on_welcome_with_one_build_button(empty_models):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_runs(empty_models, page):
-    at = _open(page)
+    at = open_page(page)
     if page in ("compare", "overlap", "results"):
         assert at.info, f"{page} should say what to do when there is nothing to show"
 
@@ -82,19 +49,19 @@ def test_a_running_build_shows_its_progress(empty_models):
         write_json_atomic(demo.status_path(), {
             "state": "running", "pid": 1, "stage": "baseline", "stages": list(demo.STAGES), "fraction": 0.4,
             "message": "training the baseline adapter", "step": 30, "steps": 300, "updated": time.time()})
-        at = _open()
+        at = open_page()
         assert at.status and at.progress
         assert at.progress[0].value == pytest.approx(40, abs=1)  # percent
         assert "step 30 of 300" in at.progress[0].proto.text
         assert "Cancel the build" in [b.label for b in at.button]
         assert "Build the demo models" not in [b.label for b in at.button]
-    at = _app().run()  # the "build" ended without writing a final status
+    at = new_app().run()  # the "build" ended without writing a final status
     assert "stopped" in _texts(at) and [b.label for b in at.button] == ["Build the demo models"]
 
 
 def test_read_only_mode_hides_train_and_the_build_button(empty_models, monkeypatch):
     monkeypatch.setenv("DD_READ_ONLY", "1")
-    at = _open()
+    at = open_page()
     assert not at.button and "read-only" in _texts(at) and "**Train**" not in _texts(at)
     with pytest.raises(ValueError):
         at.switch_page("pages/train.py")
@@ -102,14 +69,14 @@ def test_read_only_mode_hides_train_and_the_build_button(empty_models, monkeypat
 
 def test_a_demo_password_gates_every_page(empty_models, monkeypatch):
     monkeypatch.setenv("DD_PASSWORD", "sesame")
-    at = _open()
+    at = open_page()
     assert [t.label for t in at.text_input] == ["Password"] and not at.button
     at.run()  # AppTest drops a value typed into app.py's own widget right after the run that chose the page
     at.text_input(key="dd_password").input("wrong").run()
     assert "Wrong password." in [e.value for e in at.error]
     assert "Build the demo models" not in [b.label for b in at.button]
     at.text_input(key="dd_password").input("sesame").run()
-    _assert_clean(at)
+    assert_clean(at)
     assert [b.label for b in at.button] == ["Build the demo models"] and not at.text_input
 
 
@@ -117,13 +84,13 @@ def test_a_demo_password_gates_every_page(empty_models, monkeypatch):
 
 @pytest.mark.slow
 def test_compare_is_the_start_page_and_compares_three_systems(demo_pair):
-    at = _open()
-    assert at.title[0].value == "Compare"
+    assert open_page().title[0].value == "Compare"  # "/" sends a new visitor to Compare once models exist
+    at = open_page("compare")  # AppTest keeps its own page across reruns: name it, as the browser's URL does
     at.selectbox(key="compare_pair").set_value(demo_pair.key)
     at.text_area(key="compare_typed").input("أريد أن أشرب القهوة الآن")
     at.text_input(key="compare_reference").input("عايز اشرب قهوة دلوقتي")
     at.button(key="compare_run").click().run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error
     html = "\n".join(m.value for m in at.markdown)
     assert html.count('dir="rtl"') >= 3
@@ -137,10 +104,7 @@ def test_compare_is_the_start_page_and_compares_three_systems(demo_pair):
 
 @pytest.mark.slow
 def test_compare_from_the_test_split_and_an_untrained_target(demo_pair):
-    at = _open("compare")
-    at.selectbox(key="compare_pair").set_value(demo_pair.key)
-    at.radio(key="compare_mode").set_value("Pick one from the test split").run()
-    _assert_clean(at)
+    at = compare_picking(demo_pair.key)
     at.button(key="compare_run").click().run()
     assert not at.error and "chrF++" in _texts(at)
     at.selectbox(key=f"compare_target_{demo_pair.key}").set_value("RIY").run()
@@ -149,13 +113,13 @@ def test_compare_from_the_test_split_and_an_untrained_target(demo_pair):
 
 @pytest.mark.slow
 def test_compare_bad_input_shows_a_message(demo_pair):
-    at = _open("compare")
+    at = open_page("compare")
     at.selectbox(key="compare_pair").set_value(demo_pair.key)
     at.button(key="compare_run").click().run()
     assert len(at.error) == 1 and "empty" in at.error[0].value
     at.text_area(key="compare_typed").input("كلمة " * 200)
     at.button(key="compare_run").click().run()
-    _assert_clean(at)
+    assert_clean(at)
     assert at.error and "over the cap" in at.error[0].value
 
 
@@ -166,15 +130,15 @@ def test_compare_a_pair_whose_adapter_is_corrupt_shows_a_message(demo_pair):
     (copy.adapter_dir / "adapter_model.safetensors").write_bytes(b"garbage")
     weights = copy.adapter_dir / "adapter_model.safetensors"
     try:
-        at = _open("compare")  # a file that is not safetensors at all: listed as damaged, never offered
+        at = open_page("compare")  # a file that is not safetensors at all: listed as damaged, never offered
         assert not [o for o in at.selectbox(key="compare_pair").options if copy.id in o]  # labels end in the id
         assert "not a safetensors file" in "\n".join(m.value for m in at.markdown)
         weights.write_bytes((2).to_bytes(8, "little") + b"{}")  # well-formed, but holds no weights
-        at = _open("compare")
+        at = open_page("compare")
         at.selectbox(key="compare_pair").set_value(f"{demo_pair.baseline.id}+{copy.id}")
         at.text_area(key="compare_typed").input("أريد أن أشرب القهوة")
         at.button(key="compare_run").click().run()
-        _assert_clean(at)
+        assert_clean(at)
         assert at.error and "could not be loaded" in at.error[0].value
         # the good pair still works in the same session
         at.selectbox(key="compare_pair").set_value(demo_pair.key)
@@ -188,9 +152,9 @@ def test_compare_a_pair_whose_adapter_is_corrupt_shows_a_message(demo_pair):
 
 @pytest.mark.slow
 def test_overlap_charts_training_and_entanglement(demo_pair):
-    at = _open("overlap")
+    at = open_page("overlap")
     at.selectbox[0].set_value(demo_pair.key).run()
-    _assert_clean(at)
+    assert_clean(at)
     charts = at.get("plotly_chart")
     assert len(charts) >= 5  # energy, probe accuracy, code length, energy/CKA bars, angles, projection
     assert "No entanglement measurements" not in _texts(at)
@@ -202,12 +166,12 @@ def test_results_table_download_and_a_corrupt_experiment(demo_pair):
     bad.mkdir(parents=True, exist_ok=True)
     (bad / "results.json").write_text("{ not json", encoding="utf-8")
     try:
-        at = _open("results")
+        at = open_page("results")
         at.selectbox[0].set_value("zz-corrupt").run()
-        _assert_clean(at)
+        assert_clean(at)
         assert at.error and "unreadable" in at.error[0].value
         at.selectbox[0].set_value(TINY.name).run()
-        _assert_clean(at)
+        assert_clean(at)
         assert not at.error
         assert at.get("download_button") and at.dataframe
         assert len(at.get("plotly_chart")) >= 1
@@ -252,9 +216,9 @@ def _write_results(experiment_id: str, seeds: list[int] | None) -> None:
 def test_results_page_over_several_seeds_and_an_old_single_seed_file(empty_models):
     _write_results("three-seeds", [0, 1, 2])
     _write_results("old-single", None)
-    at = _open("results")
+    at = open_page("results")
     at.selectbox[0].set_value("three-seeds").run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error
     table = at.dataframe[0].value
     assert {"baseline_chrf_sd", "decoupled_chrf_sd", "deltas"} <= set(table.columns)
@@ -267,7 +231,7 @@ def test_results_page_over_several_seeds_and_an_old_single_seed_file(empty_model
     assert list(sweep["setting"]) == ["lam=1.0", "lam=3.0"] and "deltas" in sweep.columns
 
     at.selectbox[0].set_value("old-single").run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error
     table = at.dataframe[0].value
     assert "deltas" not in table.columns and "baseline_chrf_sd" not in table.columns
@@ -278,12 +242,12 @@ def test_results_page_over_several_seeds_and_an_old_single_seed_file(empty_model
 
 @pytest.mark.slow
 def test_data_page_browses_and_rejects_bad_paths():
-    at = _open("data")
+    at = open_page("data")
     counts = at.dataframe[0].value
     assert {"train", "dev", "test", "total"} <= set(counts.columns) and counts["total"].sum() > 0
     assert 'dir="rtl"' in "\n".join(m.value for m in at.markdown)
     at.text_input(key="data_spec").input("csv:/etc/passwd").run()
-    _assert_clean(at)
+    assert_clean(at)
     assert at.error
     at.text_input(key="data_spec").input("   ").run()
     assert at.error and "corpus spec" in at.error[0].value
@@ -293,7 +257,7 @@ def test_data_page_browses_and_rejects_bad_paths():
 
 @pytest.mark.slow
 def test_train_form_validates_its_input(demo_pair):
-    at = _open("train")
+    at = open_page("train")
     assert "Estimated duration" in _texts(at)
     key = next(m.key for m in at.multiselect if m.key.startswith("train_dialects_"))
     at.multiselect(key=key).set_value([]).run()
@@ -310,26 +274,26 @@ def test_train_form_validates_its_input(demo_pair):
 @pytest.mark.slow
 def test_train_launches_a_background_job_and_shows_it(demo_pair):
     before = {r.id for r in list_runs()}
-    at = _open("train")
+    at = open_page("train")
     key = next(m.key for m in at.multiselect if m.key.startswith("train_dialects_"))
     at.multiselect(key=key).set_value(["CAI", "BEI"])
     at.text_input(key="train_source").input(TINY.source)
     at.selectbox(key="train_base").set_value("tiny")
     at.radio(key="train_method").set_value("decoupled")
     at.number_input(key="train_steps").set_value(4)
-    at.number_input(key="train_batch").set_value(4)
+    at.number_input(key="train_batch_size").set_value(4)
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error
     at.button(key="train_launch").click().run()
-    _assert_clean(at)
+    assert_clean(at)
     assert at.success and "Queued" in at.success[0].value
     new = [r for r in list_runs() if r.id not in before]
     assert len(new) == 1 and new[0].config().steps == 4
     try:
         state = jobs.wait(new[0].id, timeout_s=240)
         assert state["state"] == "finished", (state, new[0].log_tail())
-        at = _open("train")
+        at = open_page("train")
         assert new[0].id in json.dumps(at.dataframe[-1].value.to_dict(orient="records"))
     finally:
         if new[0].state().get("state") in jobs.ACTIVE:
@@ -340,16 +304,16 @@ def test_train_launches_a_background_job_and_shows_it(demo_pair):
 
 @pytest.mark.slow
 def test_compare_with_a_fourth_steered_column(demo_pair):
-    at = _open("compare")
+    at = open_page("compare")
     at.selectbox(key="compare_pair").set_value(demo_pair.key)
     at.toggle(key="compare_steer_on").set_value(True).run()
-    _assert_clean(at)
+    assert_clean(at)
     at.selectbox(key="compare_steer_method").set_value("vector").run()
     at.slider(key="compare_steer_strength_vector").set_value(2.0)
     at.multiselect(key="compare_steer_layers").set_value([1, 2])
     at.text_area(key="compare_typed").input("أريد أن أشرب القهوة الآن")
     at.button(key="compare_run").click().run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error
     html = "\n".join(m.value for m in at.markdown)
     assert html.count('dir="rtl"') >= 4 and "Steered decoupled: vector, s=2, layers 1,2" in html
@@ -375,9 +339,9 @@ def test_results_page_shows_the_arms(empty_models):
                     "arms": [arm("baseline", 16.0, None, None), arm("decoupled", 16.8, 0.8, 0.03),
                              arm("base+vector", 12.0, -4.0, 0.001, {"method": "vector", "strength": 1.0, "layers": [3]})]}
     write_json_atomic(path, data)
-    at = _open("results")
+    at = open_page("results")
     at.selectbox[0].set_value("with-arms").run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error and "Arms: inference-time steering beside decoupling" in [s.value for s in at.subheader]
     table = next(d.value for d in at.dataframe if "arm" in d.value.columns)
     assert list(table["arm"]) == ["baseline", "decoupled", "base+vector"]

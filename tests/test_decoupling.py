@@ -148,3 +148,42 @@ def test_probe_keeps_its_subspace_over_a_stream_of_small_batches():
         ranks.append(probe.subspace().shape[1])
     assert min(ranks) == 3
     assert largest_principal_angle(probe.subspace(), P) < 30.0
+
+
+def test_probes_fitted_together_end_where_each_would_alone():
+    """The estimator fits its layers' probes as one batched computation (a third of the
+    per-operation cost); over warm-started updates each probe must still take its own steps:
+    same parameters, same Adam moments and step size, same noise draws."""
+    from backend.decoupling import fit_probes
+
+    g = torch.Generator().manual_seed(6)
+    alone = [VariationalProbe(16, 4, 5, seed=s) for s in (0, 1, 2)]
+    together = [VariationalProbe(16, 4, 5, seed=s) for s in (0, 1, 2)]
+    for _ in range(3):
+        hs = [torch.randn(70, 16, generator=g) * (1 + i) + i for i in range(3)]
+        y = torch.randint(0, 4, (70,), generator=g)
+        for probe, h in zip(alone, hs):
+            probe.fit(h, y, steps=7)
+        fit_probes(together, hs, y, steps=7)
+    for a, b in zip(alone, together):
+        for name in ("mu", "log_sigma", "V", "b", "shift", "scale", "n_seen", "n_updates"):
+            assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-5), name
+        sa, sb = a._opt.state_dict(), b._opt.state_dict()
+        assert sa["param_groups"][0]["lr"] == sb["param_groups"][0]["lr"]
+        for i in range(4):
+            assert torch.equal(sa["state"][i]["step"], sb["state"][i]["step"])
+            assert torch.allclose(sa["state"][i]["exp_avg_sq"], sb["state"][i]["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+        assert torch.equal(a._gen.get_state(), b._gen.get_state())
+
+
+def test_one_orthonormalisation_for_subspaces_drops_repeated_directions():
+    """Principal angles go through the same SVD routine as the MSA subspace: a repeated
+    column adds no direction (QR used to invent one, and with it a spurious 0-degree angle)."""
+    from backend.evaluation.entanglement import principal_angles
+
+    eye = torch.eye(6, dtype=torch.float64)
+    repeated = torch.stack([eye[:, 0], eye[:, 0]], dim=1)
+    assert orthonormalise(repeated, 2).shape == (6, 1)
+    assert orthonormalise(repeated, 2).dtype == torch.float64
+    angles = principal_angles(repeated, eye[:, :2])
+    assert angles.shape == (1,) and float(angles[0]) < 1e-3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 from backend import demo, paths
 from backend.__main__ import build_parser
 from backend.errors import JobError, RunError
+from backend.jobs import process
 from backend.runs import list_runs, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +47,27 @@ def test_status_of_a_build_that_died_is_interrupted(tmp_path, monkeypatch):
         demo.cancel_demo()
     demo.status_path().write_text("{not json", encoding="utf-8")
     assert demo.demo_status()["state"] == "none"
+
+
+def test_cancel_signals_the_build_only_while_its_pid_still_names_it(tmp_path, monkeypatch):
+    """A status whose pid now belongs to another process (the build died, the pid was
+    reused) must not get that process killed."""
+    monkeypatch.setenv("DD_MODELS_DIR", str(tmp_path))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        ticks = process.start_ticks(other.pid)
+        with demo._build_lock():  # a build holds the lock, so its status is taken at its word
+            status = {"state": "running", "pid": other.pid, "started": time.time(), "updated": time.time()}
+            write_json_atomic(demo.status_path(), {**status, "pid_start": ticks + 1})
+            with pytest.raises(RunError, match="already gone"):
+                demo.cancel_demo()
+            assert other.poll() is None  # left alone
+            write_json_atomic(demo.status_path(), {**status, "pid_start": ticks})
+            demo.cancel_demo()
+            assert other.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_second_build_is_refused_while_one_holds_the_lock(tmp_path, monkeypatch):

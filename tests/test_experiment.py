@@ -15,7 +15,6 @@ from backend.experiment import (
     load_config,
     results_markdown,
     settings,
-    with_source_option,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,11 +186,25 @@ def test_seed_and_variety_stratified_bootstrap_better_system(tmp_path, monkeypat
     assert "± " in sweep and f"{table['average']['delta']:+.2f} (" in sweep
 
 
-def test_source_options():
-    assert with_source_option("offline", "msa_overlap", 0.2) == "offline:msa_overlap=0.2"
-    assert with_source_option("offline:seed=1", "msa_overlap", 0.5) == "offline:seed=1,msa_overlap=0.5"
-    with pytest.raises(UserError):
-        with_source_option("csv:/data/x", "msa_overlap", 0.5)
+def _swept_sources(source: str, param: str, values: list) -> list[str]:
+    return [s.source for s in settings(config_from_dict({"name": "x", "source": source,
+                                                         "sweep": {"param": param, "values": values}}))[1]]
+
+
+def test_a_sweep_writes_corpus_options_in_each_kinds_own_syntax():
+    from backend.data.sources import Spec
+
+    assert _swept_sources("offline", "msa_overlap", [0.2]) == ["offline:msa_overlap=0.2"]
+    assert _swept_sources("offline:seed=1", "msa_overlap", [0.5]) == ["offline:seed=1,msa_overlap=0.5"]
+    # madar and csv join options with '&' after '?': a comma there would read as part of a value
+    madar = _swept_sources("madar:/data/MADAR?source=ENG", "cities", ["CAI,BEI", "CAI"])
+    assert [Spec.parse(s).options for s in madar] == [{"source": "ENG", "cities": "CAI,BEI"},
+                                                       {"source": "ENG", "cities": "CAI"}]
+    assert {Spec.parse(s).target for s in madar} == {"/data/MADAR"}
+    csv = _swept_sources("csv:/data/x.tsv", "variety", ["EGY"])
+    assert Spec.parse(csv[0]).options == {"variety": "EGY"} and Spec.parse(csv[0]).target == "/data/x.tsv"
+    with pytest.raises(UserError, match="msa_overlap"):
+        _swept_sources("csv:/data/x.tsv", "msa_overlap", [0.5])  # not an option csv takes
 
 
 @pytest.mark.slow

@@ -216,12 +216,6 @@ def test_cached_estimates_are_invalidated_when_the_base_or_the_corpus_changes(ti
 
 # --- with trained runs: the demo pair ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def demo_pair(tiny_base) -> compare.RunPair:
-    status = demo.build_demo(TINY)
-    return compare.get_pair(f"{status['runs']['baseline']}+{status['runs']['decoupled']}")
-
-
 @pytest.mark.slow
 def test_a_runs_saved_subspace_and_the_cli(demo_pair, capsys):
     from backend.__main__ import main
@@ -252,6 +246,34 @@ def test_a_runs_saved_subspace_and_the_cli(demo_pair, capsys):
     assert (run.dir / "outputs-steer-vector-s1-L2.jsonl").is_file()
     assert run.eval_path.read_bytes() == own  # the run's own evaluation is untouched
     assert run.damage() is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steered", [False, True])
+def test_run_evaluations_refuse_before_loading_a_model(demo_pair, tmp_path, steered):
+    """Plain and steered evaluation of a run share their start (evaluation.load_run): a variety
+    the run was not trained on, or a run without an adapter, is refused before any model is
+    loaded and nothing is written."""
+    from backend.arms import evaluate_run_steered
+    from backend.evaluation.evaluate import evaluate_run
+    from backend.runs import Run
+
+    def evaluate(run: Run, **kw) -> dict:
+        if steered:
+            return evaluate_run_steered(run, steering.SteerSpec("vector", 1.0), **kw)
+        return evaluate_run(run, **kw)
+
+    said: list[str] = []
+    with pytest.raises(UserError, match="not trained on TUN"):
+        evaluate(demo_pair.decoupled, dialects=["TUN"], progress=said.append)
+    bare = Run(tmp_path / demo_pair.decoupled.id)
+    shutil.copytree(demo_pair.decoupled.dir, bare.dir)
+    shutil.rmtree(bare.adapter_dir)
+    before = sorted(p.name for p in bare.dir.iterdir())
+    with pytest.raises(UserError, match="has no trained adapter yet"):
+        evaluate(bare, progress=said.append)
+    assert not [m for m in said if "loading" in m]
+    assert sorted(p.name for p in bare.dir.iterdir()) == before
 
 
 @pytest.mark.slow

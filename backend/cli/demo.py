@@ -41,6 +41,7 @@ def register(p: argparse.ArgumentParser) -> None:
                    help=f"test sentences per variety to evaluate, 0 for all (default: {_D.eval_sentences})")
     p.add_argument("--entanglement-pairs", type=int, default=None, help=f"default: {_D.entanglement_pairs}")
     p.add_argument("--entanglement-probe-steps", type=int, default=None, help=f"default: {_D.entanglement_probe_steps}")
+    p.add_argument("--options", default=None, help=argparse.SUPPRESS)  # JSON, from start_background
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--background", action="store_true", help="start the build detached and return")
     mode.add_argument("--status", action="store_true", help="print the current build status as JSON")
@@ -48,6 +49,8 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    if getattr(args, "options", None):
+        return DemoOptions.from_json(args.options)
     given = {f: getattr(args, f) for f in _FIELDS if getattr(args, f, None) is not None}
     if isinstance(given.get("dialects"), str):
         given["dialects"] = [d for d in given["dialects"].split(",") if d.strip()]

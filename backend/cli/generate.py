@@ -74,19 +74,20 @@ def resolve_adapter(spec: str) -> tuple[Path, dict | None]:
 
 def main(args: argparse.Namespace) -> int:
     from backend import safety, varieties
-    from backend.modeling import format_prompt, generate, load_adapter, load_base
-    from backend.modeling.tokenizer import PROMPT_FORMAT
+    from backend.modeling import generate, load_adapter, load_base
+    from backend.prompts import DEFAULT_FORMAT, Prompter
 
     target = varieties.code(args.target)
     source_variety = varieties.code(args.source_variety)
     texts = [safety.check_text(t, "--text") for t in args.text]  # the same caps as the Compare page
     adapter, run_config = resolve_adapter(args.adapter) if args.adapter else (None, None)
     base = args.base or (run_config or {}).get("base") or "default"
-    template = (run_config or {}).get("prompt_format") or PROMPT_FORMAT
+    template = (run_config or {}).get("prompt_format") or DEFAULT_FORMAT
     model, tokenizer = load_base(base)
     if adapter is not None:
         model = load_adapter(model, adapter, "adapter")
-    prompts = [format_prompt(t, source_variety, target, template) for t in texts]
+    prompter = Prompter(tokenizer, template)
+    prompts = [prompter(t, source_variety, target) for t in texts]
     gen = dict(max_new_tokens=args.max_new_tokens, num_beams=args.beams, do_sample=args.sample,
                temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     if args.steer:

@@ -116,6 +116,10 @@ def main(args: argparse.Namespace) -> int:
             from backend.errors import JobError
 
             raise JobError("jobs launch creates new runs; use `jobs resume ID` to continue one")
+        if args.dry_run:
+            from backend.cli.train import dry_run
+
+            return dry_run(configs_from_args(args))
         for config in configs_from_args(args):
             run = jobs.launch(config)
             print(f"queued {config.method:9s} {run.id}")

@@ -1,66 +1,122 @@
-"""`python -m backend train`: fine-tune a baseline or decoupled LoRA adapter into a run folder."""
+"""`python -m backend train`: fine-tune a baseline or decoupled LoRA adapter into a run folder.
+
+Every RunConfig field is one flag named after it (`lora_rank` -> `--lora-rank`), with the
+field's help text and default: the flags are derived from RunConfig, never copied by hand.
+`--dry-run` prints the resolved settings and a GPU memory estimate, and trains nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import MISSING
 from pathlib import Path
+from typing import Any
 
-from backend import varieties
-from backend.runs import Run, RunConfig
+from backend import memory, safety
+from backend.errors import UserError
+from backend.runs import Run, RunConfig, parse_setting, setting_fields
 
 _DEFAULTS = RunConfig()
+# Spellings from before the flags were derived, kept as aliases (not shown in --help).
+ALIASES = {"learning_rate": ["--lr"], "lam": ["--lambda"], "lam_warmup": ["--lambda-warmup"]}
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parser_for(name: str) -> Callable[[str], Any]:
+    """argparse's `type` for a field: the one text parser, its UserError shown as a usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_setting(name, text)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", choices=["baseline", "decoupled", "both"], default="decoupled",
-                   help="baseline: lambda 0 (probe observes only); both: baseline then decoupled, same seed")
-    p.add_argument("--source", default=_DEFAULTS.source, help="corpus spec: offline[:...], madar:DIR, csv:PATH, hub:ID")
-    p.add_argument("--dialects", default=",".join(_DEFAULTS.dialects), help="codes or names, comma-separated")
-    p.add_argument("--base", default=_DEFAULTS.base, help="'default' (python -m backend pretrain), a folder or a hub id")
-    p.add_argument("--steps", type=int, default=_DEFAULTS.steps)
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--lr", type=float, default=_DEFAULTS.learning_rate)
-    p.add_argument("--lambda", dest="lam", type=float, default=_DEFAULTS.lam, help="weight of the decoupling penalty")
-    p.add_argument("--lambda-warmup", type=int, default=_DEFAULTS.lam_warmup)
-    p.add_argument("--layers", type=_ints, default=None, help="hidden-state layers, e.g. 3,4,5 (default: middle-upper)")
-    p.add_argument("--probe-every", type=int, default=_DEFAULTS.probe_every)
-    p.add_argument("--rank", dest="probe_rank", type=int, default=_DEFAULTS.probe_rank, help="max MSA-subspace rank")
-    p.add_argument("--subspace", choices=["probe", "pca", "both"], default=_DEFAULTS.subspace)
-    p.add_argument("--lora-rank", type=int, default=_DEFAULTS.lora_rank)
-    p.add_argument("--lora-alpha", type=int, default=_DEFAULTS.lora_alpha)
-    p.add_argument("--lora-dropout", type=float, default=_DEFAULTS.lora_dropout)
-    p.add_argument("--lora-targets", default=",".join(_DEFAULTS.lora_targets))
-    p.add_argument("--max-length", type=int, default=_DEFAULTS.max_length)
-    p.add_argument("--max-train-pairs", type=int, default=None)
-    p.add_argument("--no-msa", action="store_true", help="do not train on MSA targets")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--name", default="")
+    for f in setting_fields():
+        meta = f.metadata
+        default = f.default_factory() if f.default is MISSING else f.default
+        help_text = f"{meta['help']} (default: {_shown(default)})"
+        if f.type == "bool":
+            p.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=help_text)
+            continue
+        choices = meta.get("choices")
+        if f.name == "method":
+            choices = (*choices, "both")
+            help_text += "; both: baseline then decoupled, same seed"
+        p.add_argument(flag(f.name), dest=f.name, type=_parser_for(f.name), default=argparse.SUPPRESS,
+                       choices=choices, help=help_text,
+                       metavar=f.name.upper() if choices is None else "{" + ",".join(choices) + "}")
+        for alias in ALIASES.get(f.name, ()):
+            p.add_argument(alias, dest=f.name, type=_parser_for(f.name), default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)
+    p.add_argument("--no-msa", dest="include_msa", action="store_false", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+    p.add_argument("--rank", dest="old_rank", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--preset", default=None, choices=list(memory.PRESETS),
+                   help="a real model with suggested settings: " + "; ".join(
+                       f"{n}: {pr.hub_id}" for n, pr in memory.PRESETS.items()) + " (flags given win)")
     p.add_argument("--per-dialect", action="store_true", help="one adapter per dialect instead of one for all")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved settings and a GPU memory estimate; train nothing, write nothing")
     p.add_argument("--run-dir", type=Path, default=None, help="train the run whose config.json is in this folder")
     p.add_argument("--resume", action="store_true", help="with --run-dir: continue from the last checkpoint")
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields set on the command line (flags not given are absent)."""
+    names = {f.name for f in setting_fields()}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
 def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
-    methods = ["baseline", "decoupled"] if args.method == "both" else [args.method]
-    dialects = varieties.parse_list(args.dialects)
+    if getattr(args, "old_rank", None) is not None:
+        raise UserError("--rank is gone: it meant the probe's rank; use --probe-rank (or --lora-rank "
+                        "for the adapter's)")
+    given = given_settings(args)
+    if args.preset:
+        given = memory.apply_preset(args.preset, given)
+    method = given.pop("method", _DEFAULTS.method)
+    methods = ["baseline", "decoupled"] if method == "both" else [method]
+    dialects = RunConfig(**{**given, "method": methods[0]}).dialects  # validates every field once
     groups = [[d] for d in dialects] if args.per_dialect else [dialects]
     out = []
     for group in groups:
-        for method in methods:
-            out.append(RunConfig(
-                method=method, source=args.source, dialects=group, base=args.base, steps=args.steps,
-                batch_size=args.batch_size, learning_rate=args.lr, lam=args.lam, lam_warmup=args.lambda_warmup,
-                layers=args.layers, probe_every=args.probe_every, probe_rank=args.probe_rank,
-                subspace=args.subspace, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
-                lora_dropout=args.lora_dropout, lora_targets=[t for t in args.lora_targets.split(",") if t],
-                max_length=args.max_length, max_train_pairs=args.max_train_pairs, include_msa=not args.no_msa,
-                seed=args.seed, name=args.name or ("-".join(group) if args.per_dialect else ""),
-            ))
+        for m in methods:
+            name = given.get("name") or ("-".join(group) if args.per_dialect else "")
+            out.append(RunConfig(**{**given, "method": m, "dialects": group, "name": name}))
     return out
+
+
+def dry_run(configs: list[RunConfig]) -> int:
+    """Print what would be trained and the memory it needs; nothing is written."""
+    checked = [safety.check_run_config(c) for c in configs]
+    for config in checked:
+        print(f"# {config.method}")
+        for f in setting_fields():
+            print(f"{f.name} = {_shown(getattr(config, f.name))}")
+    est = memory.estimate_for(checked[0])
+    if est is None:
+        print(f"memory: cannot estimate for {checked[0].base!r} offline (not a preset, no config.json here); "
+              f"presets: {', '.join(memory.PRESETS)}")
+    else:
+        print(f"memory: {est.summary()}; from {est.basis}; {est.lora_params:,} LoRA parameters")
+    print(f"dry run: {len(checked)} run(s), nothing trained or written")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,15 +124,17 @@ def main(args: argparse.Namespace) -> int:
 
     if args.run_dir is not None:
         run = Run(args.run_dir.resolve())
+        if args.dry_run:
+            return dry_run([run.config()])
         run = train(run.config(), run=run, resume=args.resume)
         return EXIT_CANCELLED if run.state().get("state") == "cancelled" else 0
-    for config in configs_from_args(args):
+    configs = configs_from_args(args)
+    if args.dry_run:
+        return dry_run(configs)
+    for config in configs:
         run = train(config)
         state = run.state()
         print(f"{config.method:9s} {run.id}  {state.get('state')}  -> {run.dir}")
         if state.get("state") == "cancelled":
             return EXIT_CANCELLED
     return 0
-
-
-

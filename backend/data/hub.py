@@ -18,7 +18,7 @@ from backend.data.corpus import ParallelCorpus
 from backend.data.tabular import load_tabular
 from backend.errors import CorpusError
 from backend.hub_fetch import fetch_snapshot
-from backend.safety import is_hub_id
+from backend.names import is_hub_id
 
 PATTERNS = ["*.csv", "*.tsv", "*.jsonl", "**/*.csv", "**/*.tsv", "**/*.jsonl"]
 is_repo_id = is_hub_id  # the hub spells dataset ids like model ids

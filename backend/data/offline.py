@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from backend import varieties
 from backend.data.corpus import SPLITS, Pair, ParallelCorpus
 from backend.data.normalize import normalize_arabic
 from backend.errors import CorpusError
@@ -536,8 +537,6 @@ def monolingual_text(variety: str, msa_overlap: float = DEFAULT_OVERLAP, seed: i
     the parallel corpus did not draw are rendered too, which gives MSA several thousand
     sentences more than the parallel train split, so a pretraining mixture can be mostly MSA.
     """
-    from backend import varieties
-
     code = varieties.code(variety)
     if code not in ("MSA", "ENG", *DIALECTS):
         raise CorpusError(f"the offline corpus has no {code}; it has MSA, ENG and {', '.join(DIALECTS)}")

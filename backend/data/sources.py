@@ -21,6 +21,9 @@ from typing import Any
 
 from backend import varieties
 from backend.data.corpus import ParallelCorpus
+from backend.data.hub import load_hub
+from backend.data.madar import load_madar
+from backend.data.tabular import load_tabular
 from backend.errors import CorpusError
 
 CSV_OPTIONS = ("source_col", "target_col", "variety", "split", "source_variety")
@@ -39,9 +42,73 @@ USAGE = (
 
 @dataclass(frozen=True)
 class Spec:
+    """A parsed corpus source: the one place that knows each kind's syntax.
+
+    `Spec.parse(text)` reads any spelling the module doc lists, `str(spec)` writes the
+    canonical one back (`Spec.parse(str(spec)) == spec`), and `with_options` /
+    `with_target` return changed copies, so no caller ever edits a spec string by hand
+    (offline joins options with ',' after ':', the others with '&' after '?').
+    """
+
     kind: str
     target: str = ""
     options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Spec:
+        """The Spec a source string names, or a one-line CorpusError."""
+        return parse_spec(text)
+
+    def __str__(self) -> str:
+        items = [f"{k}={v}" for k, v in self.options.items()]
+        if self.kind == "offline":
+            return "offline:" + ",".join(items) if items else "offline"
+        return f"{self.kind}:{self.target}" + ("?" + "&".join(items) if items else "")
+
+    @property
+    def paths(self) -> list[str]:
+        """The file system parts of the target: madar's folder, csv's files (none otherwise)."""
+        if self.kind == "madar":
+            return [self.target]
+        if self.kind == "csv":
+            return [p.strip() for p in self.target.split(",")]
+        return []
+
+    def with_options(self, **options: Any) -> Spec:
+        """A copy with `options` set (a value of None removes the option).
+
+        Keys must be options of this kind; a value that the syntax could not carry (an
+        '&' or '?' in madar/csv/hub, a ',' followed by '=' in offline) is refused rather
+        than written into a spec that would read back differently.
+        """
+        merged = dict(self.options)
+        for key, value in options.items():
+            key = key.lower()
+            _check_key(self.kind, key)
+            if value is None:
+                merged.pop(key, None)
+                continue
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            if not text.strip():
+                raise CorpusError(f"option {key!r} of the {self.kind} source has no value")
+            merged[key] = text.strip()
+        return self._checked(Spec(self.kind, self.target, merged))
+
+    def with_target(self, target: str) -> Spec:
+        """A copy naming another folder, file list or dataset id (offline has none)."""
+        if self.kind == "offline":
+            raise CorpusError("the offline source has no path or id to change")
+        return self._checked(Spec(self.kind, target.strip(), dict(self.options)))
+
+    def _checked(self, new: Spec) -> Spec:
+        try:
+            same = parse_spec(str(new)) == new
+        except CorpusError:
+            same = False
+        if not same:
+            raise CorpusError(f"{str(new)[:120]!r} cannot be written as a source of kind "
+                              f"{self.kind}: a value holds a separator of its syntax (',', '&', '?' or '=')")
+        return new
 
 
 def _options(text: str, separators: str, kind: str) -> dict[str, str]:
@@ -129,21 +196,14 @@ def load_corpus(spec: str, **options: Any) -> ParallelCorpus:
     dialects = merged.pop("dialects", None)
 
     if parsed.kind == "offline":
-        from backend.data.offline import generate_corpus
+        from backend.data.offline import generate_corpus  # reads YAML: not for every spec check
 
         corpus = generate_corpus(**merged)
     elif parsed.kind == "madar":
-        from backend.data.madar import load_madar
-
         corpus = load_madar(parsed.target, cities=merged.get("cities"), source=merged.get("source", "MSA"))
     elif parsed.kind == "csv":
-        from backend.data.tabular import load_tabular
-
-        paths = [p for p in parsed.target.split(",")]
-        corpus = load_tabular(paths, name=f"csv:{parsed.target}", **_as_str(merged))
+        corpus = load_tabular(parsed.paths, name=f"csv:{parsed.target}", **_as_str(merged))
     else:
-        from backend.data.hub import load_hub
-
         corpus = load_hub(parsed.target, **_as_str(merged))
     if dialects is not None:
         corpus = filter_dialects(corpus, dialects)

@@ -32,20 +32,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from backend.decoupling import orthonormalise
+from backend.examples import IGNORE, encode
 
 Progress = Callable[[str], None]
 
 
 # --- geometry on plain tensors --------------------------------------------------------
-
-def orthonormal_basis(A: Tensor) -> Tensor:
-    """Orthonormal basis of the column span of A (d x k), via reduced QR."""
-    q, _ = torch.linalg.qr(A.double())
-    return q
-
 
 def pca_basis(X: Tensor, k: int) -> Tensor:
     """Top-k principal directions (d x k) of the rows of X, centred."""
@@ -59,7 +57,7 @@ def principal_angles(A: Tensor, B: Tensor) -> Tensor:
     """Principal angles in degrees between span(A) and span(B), smallest first.
 
     Björck & Golub: the singular values of Qa^T Qb are the cosines of the angles."""
-    qa, qb = orthonormal_basis(A), orthonormal_basis(B)
+    qa, qb = orthonormalise(A.double(), A.shape[1]), orthonormalise(B.double(), B.shape[1])
     s = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.arccos(s)).float()
 
@@ -127,34 +125,32 @@ def layer_entanglement(msa: Tensor, dialect: Tensor, dialect_y: Tensor, msa_fit:
 
 # --- a model on held-out pairs ---------------------------------------------------------
 
-def parallel_prompts(pairs: Sequence, template: str) -> dict[str, list]:
-    """Prompts and targets for both directions of MSA -> dialect pairs."""
-    from backend.modeling import format_prompt
+def parallel_prompts(pairs: Sequence, template: str, tokenizer: Any = None) -> dict[str, list]:
+    """Prompts (the run's `prompt_format`, see backend.prompts) and targets for both directions
+    of MSA -> dialect pairs."""
+    from backend.prompts import Prompter
 
     use = [p for p in pairs if p.source_variety == "MSA" and p.target_variety != "MSA"]
+    prompter = Prompter(tokenizer, template)
     return {
         "pairs": use,
-        "dialect_prompts": [format_prompt(p.source, "MSA", p.target_variety, template) for p in use],
+        "dialect_prompts": [prompter(p.source, "MSA", p.target_variety) for p in use],
         "dialect_targets": [p.target for p in use],
-        "msa_prompts": [format_prompt(p.target, p.target_variety, "MSA", template) for p in use],
+        "msa_prompts": [prompter(p.target, p.target_variety, "MSA") for p in use],
         "msa_targets": [p.source for p in use],
     }
 
 
 def _token_labels(tokenizer, prompts: list[str], targets: list[str], classes: list[int], max_length: int) -> Tensor:
-    from backend.examples import encode
-
-    lengths = [sum(1 for t in x["labels"] if t != -100) for x in encode(tokenizer, prompts, targets, max_length)]
+    lengths = [sum(1 for t in x["labels"] if t != IGNORE) for x in encode(tokenizer, prompts, targets, max_length)]
     return torch.tensor([c for c, n in zip(classes, lengths) for _ in range(n)], dtype=torch.long)
 
 
 def _token_split(tokenizer, prompts, targets, max_length, fit_rows: set[int]) -> Tensor:
     """Boolean mask over target tokens: True for tokens of sentences in the fit half."""
-    from backend.examples import encode
-
     flags = []
     for i, x in enumerate(encode(tokenizer, prompts, targets, max_length)):
-        n = sum(1 for t in x["labels"] if t != -100)
+        n = sum(1 for t in x["labels"] if t != IGNORE)
         flags.extend([i in fit_rows] * n)
     return torch.tensor(flags, dtype=torch.bool)
 
@@ -166,7 +162,7 @@ def model_entanglement(model, tokenizer, pairs: Sequence, layers: list[int], dia
     """Per-layer figures for one model, and its sentence states per layer (MSA, dialect)."""
     from backend.decoupling import collect_sentence_states, collect_states
 
-    data = parallel_prompts(pairs, template)
+    data = parallel_prompts(pairs, template, tokenizer)
     use = data["pairs"]
     if len(use) < 4:
         raise ValueError(f"need at least 4 held-out MSA -> dialect pairs, got {len(use)}")
@@ -258,7 +254,7 @@ def entanglement_report(base: str, adapters: dict[str, object], pairs: Sequence,
     for name, adapter_dir in adapters.items():
         peft_model = load_adapter(peft_model or model, adapter_dir, name)
         measure(name, peft_model)
-    used = parallel_prompts(pairs, template)["pairs"]
+    used = parallel_prompts(pairs, template, tokenizer)["pairs"]
     return {
         "layers": layers, "k": k, "n_pairs": len(used), "dialects": dialects,
         "systems": systems,

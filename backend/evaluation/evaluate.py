@@ -24,13 +24,15 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backend import paths, varieties
 from backend.errors import RunError, UserError
 from backend.evaluation import metrics
 from backend.evaluation.identifier import DialectIdentifier, fidelity, labelled_texts
-from backend.runs import Run, get_run, read_jsonl, write_json_atomic, write_text_atomic
+from backend.runs import Run, RunConfig, get_run, read_jsonl, write_json_atomic, write_text_atomic
 
 Progress = Callable[[str], None]
 OUTPUTS = "outputs.jsonl"
@@ -104,24 +106,43 @@ def run_varieties(config, corpus, split: str, dialects: Sequence[str] | None = N
     return codes
 
 
-def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects: Sequence[str] | None = None,
-                 max_sentences: int | None = None, batch_size: int = 16, max_new_tokens: int = 48,
-                 num_beams: int = 1, seed: int = 0, corpus=None, progress: Progress | None = None) -> dict:
-    """Generate on `split`, score, identify, and write eval.json + outputs.jsonl into the run."""
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run's base + adapter, loaded, with the corpus and the varieties to evaluate it on."""
+
+    config: RunConfig
+    corpus: Any
+    codes: list[str]
+    model: Any
+    tokenizer: Any
+
+
+def load_run(run: Run, split: str = "test", dialects: Sequence[str] | None = None, corpus=None,
+             progress: Progress | None = None) -> LoadedRun:
+    """The start of every run evaluation, steered or not: a run without an adapter, or asked
+    for varieties it was not trained on, is refused before any model is loaded."""
     from backend.data import load_corpus
     from backend.modeling import load_adapter, load_base
 
-    say = progress or (lambda message: None)
-    run = _run(run_id_or_run)
     config = run.config()
     if not run.has_adapter():
         raise RunError(f"run {run.id} has no trained adapter yet (state: {run.state().get('state')})")
     corpus = corpus if corpus is not None else load_corpus(config.source)
     codes = run_varieties(config, corpus, split, dialects)
-    say(f"{run.id}: loading {config.base} + adapter")
+    (progress or (lambda message: None))(f"{run.id}: loading {config.base} + adapter")
     model, tokenizer = load_base(config.base)
-    model = load_adapter(model, run.adapter_dir, "adapter")
-    report, lines = evaluate_model(model, tokenizer, corpus, codes, split, label=run.id,
+    return LoadedRun(config, corpus, codes, load_adapter(model, run.adapter_dir, "adapter"), tokenizer)
+
+
+def evaluate_run(run_id_or_run: str | Run | Path, split: str = "test", dialects: Sequence[str] | None = None,
+                 max_sentences: int | None = None, batch_size: int = 16, max_new_tokens: int = 48,
+                 num_beams: int = 1, seed: int = 0, corpus=None, progress: Progress | None = None) -> dict:
+    """Generate on `split`, score, identify, and write eval.json + outputs.jsonl into the run."""
+    say = progress or (lambda message: None)
+    run = _run(run_id_or_run)
+    loaded = load_run(run, split, dialects, corpus, say)
+    config = loaded.config
+    report, lines = evaluate_model(loaded.model, loaded.tokenizer, loaded.corpus, loaded.codes, split, label=run.id,
                                    prompt_format=config.prompt_format, max_sentences=max_sentences,
                                    batch_size=batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                    seed=seed, progress=say)
@@ -144,7 +165,7 @@ def evaluate_base(base: str, source: str = "offline", split: str = "test", diale
     """
     from backend.data import load_corpus
     from backend.modeling import load_base
-    from backend.modeling.tokenizer import PROMPT_FORMAT
+    from backend.prompts import DEFAULT_FORMAT
 
     say = progress or (lambda message: None)
     corpus = corpus if corpus is not None else load_corpus(source)
@@ -154,7 +175,7 @@ def evaluate_base(base: str, source: str = "offline", split: str = "test", diale
     say(f"loading base {base}")
     model, tokenizer = load_base(base)
     report, _ = evaluate_model(model, tokenizer, corpus, codes, split, label=f"base {base}",
-                               prompt_format=PROMPT_FORMAT, max_sentences=max_sentences, batch_size=batch_size,
+                               prompt_format=DEFAULT_FORMAT, max_sentences=max_sentences, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed, progress=say)
     return {"run": None, "method": "base", "split": split, "source": corpus.name, "base": base, **report}
 
@@ -167,7 +188,8 @@ def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *
 
     `steering` (a backend.steering.Steerer) generates with inference-time steering towards
     each pair's target variety; the report then says how (`steering`)."""
-    from backend.modeling import format_prompt, generate
+    from backend.modeling import generate
+    from backend.prompts import Prompter
 
     say = progress or (lambda message: None)
     by_variety = test_pairs(corpus, split, codes, max_sentences)
@@ -180,7 +202,8 @@ def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *
     ident_report = identifier_accuracy(ident, corpus, split)
 
     pairs = [p for code in by_variety for p in by_variety[code]]
-    prompts = [format_prompt(p.source, p.source_variety, p.target_variety, prompt_format) for p in pairs]
+    prompter = Prompter(tokenizer, prompt_format)
+    prompts = [prompter(p.source, p.source_variety, p.target_variety) for p in pairs]
     say(f"{label}: generating {len(prompts)} sentences ({', '.join(f'{c} {len(v)}' for c, v in by_variety.items())})")
     start = time.time()
     gen = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed)

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest, _compute_p_value, estimate_ci
+
+from backend.data.normalize import normalize_arabic
 
 NORM_TAG = "arabic"
 N_BOOTSTRAP = 1000
@@ -55,16 +56,8 @@ def bleu_metric() -> BLEU:
     return BLEU(tokenize="intl")
 
 
-@lru_cache(maxsize=1)
-def _normalizer():
-    from backend.data.normalize import normalize_arabic
-
-    return normalize_arabic
-
-
 def normalize(texts: Sequence[str]) -> list[str]:
-    norm = _normalizer()
-    return [norm(t) for t in texts]
+    return [normalize_arabic(t) for t in texts]
 
 
 def _prepare(hyps: Sequence[str], refs: Sequence[str], normalized: bool) -> tuple[list[str], list[str]]:
@@ -74,23 +67,23 @@ def _prepare(hyps: Sequence[str], refs: Sequence[str], normalized: bool) -> tupl
     return (normalize(hyps), normalize(refs)) if normalized else (hyps, refs)
 
 
-def _signature(metric, normalized: bool) -> str:
-    sig = str(metric.get_signature())
-    return f"{sig}|norm:{NORM_TAG}" if normalized else sig
+def _signature(sig: object, normalized: bool) -> str:
+    """sacrebleu's signature (a metric's or a paired test's), plus our normalisation tag."""
+    return f"{sig}|norm:{NORM_TAG}" if normalized else str(sig)
 
 
 def corpus_chrf(hyps: Sequence[str], refs: Sequence[str], normalized: bool = True) -> tuple[float, str]:
     """Corpus chrF++ and its signature."""
     h, r = _prepare(hyps, refs, normalized)
     metric = chrf_metric()
-    return float(metric.corpus_score(h, [r]).score), _signature(metric, normalized)
+    return float(metric.corpus_score(h, [r]).score), _signature(metric.get_signature(), normalized)
 
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], normalized: bool = True) -> tuple[float, str]:
     """Corpus BLEU and its signature."""
     h, r = _prepare(hyps, refs, normalized)
     metric = bleu_metric()
-    return float(metric.corpus_score(h, [r]).score), _signature(metric, normalized)
+    return float(metric.corpus_score(h, [r]).score), _signature(metric.get_signature(), normalized)
 
 
 def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict:
@@ -144,14 +137,9 @@ def paired_bootstrap(baseline: Sequence[str], system: Sequence[str], refs: Seque
             "delta": float(sys_.score - base.score), "p_value": p,
             "baseline_mean": float(base.mean), "baseline_ci": float(base.ci),
             "system_mean": float(sys_.mean), "system_ci": float(sys_.ci),
-            "signature": _signature_str(signatures[name], normalized),
+            "signature": _signature(signatures[name], normalized),
         }
     return out
-
-
-def _signature_str(sig, normalized: bool) -> str:
-    text = str(sig)
-    return f"{text}|norm:{NORM_TAG}" if normalized else text
 
 
 def paired_bootstrap_average(strata: Sequence[tuple[Sequence[str], Sequence[str], Sequence[str]]],

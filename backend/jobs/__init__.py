@@ -11,8 +11,8 @@ a reload, a closed tab or a restarted server finds the same jobs again.
 
     queue.py    states on disk, repair, launch/cancel/resume
     worker.py   the single worker process that runs the queue (`python -m backend jobs worker`)
-    locks.py    the queue lock and the worker lock (flock)
-    process.py  whether a pid is still the job's process; signals
+    locks.py    the queue lock and the worker lock (flock); the demo build's lock uses the same calls
+    process.py  detached spawn; whether a pid is still the job's process; signals that check it first
 """
 
 from backend.jobs.queue import (

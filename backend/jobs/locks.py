@@ -1,9 +1,11 @@
-"""Two lock files under runs_dir(), both `flock`ed, so they free themselves when a process dies.
+"""Lock files, all `flock`ed, so they free themselves when a process dies.
 
-- `.queue.lock`: held for a moment around every change of a job's state (start, cancel,
-  resume, repair), so a cancel and a start never interleave.
-- `.worker.lock`: held by the worker for its whole life. Whoever can take it for an instant
-  knows no worker is running and starts one.
+- `.queue.lock` (under runs_dir()): held for a moment around every change of a job's state
+  (start, cancel, resume, repair), so a cancel and a start never interleave.
+- `.worker.lock` (under runs_dir()): held by the worker for its whole life. Whoever can
+  take it for an instant knows no worker is running and starts one.
+- any other long-lived holder (the demo build's `models/demo/build.lock`) uses the same
+  three calls: `try_lock`, `is_locked`, `hold`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from backend import paths
 from backend.errors import JobError
@@ -59,9 +62,11 @@ def queue_lock(timeout_s: float = 30.0) -> Iterator[None]:
         os.close(fd)
 
 
-def take_worker_lock() -> int | None:
-    """The worker's lock as an open descriptor (close it to release), or None if taken."""
-    fd = _open(".worker.lock")
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` as an open descriptor holding this process's pid (close
+    it to release), or None if another holder has it. Its folder is created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -72,8 +77,11 @@ def take_worker_lock() -> int | None:
     return fd
 
 
-def worker_running() -> bool:
-    fd = _open(".worker.lock")
+def is_locked(path: Path) -> bool:
+    """Whether some holder (this process included, through another descriptor) has `path`."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -81,6 +89,27 @@ def worker_running() -> bool:
     finally:
         os.close(fd)
     return False
+
+
+@contextmanager
+def hold(path: Path, busy: str) -> Iterator[None]:
+    """Hold `path`'s lock for the block; a JobError saying `busy` if another holder has it."""
+    fd = try_lock(path)
+    if fd is None:
+        raise JobError(busy)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def take_worker_lock() -> int | None:
+    """The worker's lock as an open descriptor (close it to release), or None if taken."""
+    return try_lock(paths.runs_dir() / ".worker.lock")
+
+
+def worker_running() -> bool:
+    return is_locked(paths.runs_dir() / ".worker.lock")
 
 
 def worker_pid() -> int | None:

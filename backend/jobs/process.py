@@ -1,4 +1,7 @@
-"""Operating-system facts about a job: is its process alive, and how to stop it.
+"""Operating-system facts about a job: is its process alive, how to start and how to stop it.
+
+Shared by the job queue (worker and training processes) and the demo build: `spawn` starts
+a detached process, `terminate` signals one only while its pid still names it.
 
 A run folder only stores a pid. A pid outlives nothing: once the process is gone the number
 is free, and a zombie still answers `kill(pid, 0)`. So "alive" here means: the pid exists,
@@ -11,8 +14,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
+
+from backend import paths
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 START_SLACK_S = 30.0  # clock granularity and drift when comparing wall-clock start times
@@ -85,6 +93,30 @@ def send(pid: int, sig: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+def terminate(pid: int | None, ticks: int | None = None, not_after: float | None = None,
+              sig: int = signal.SIGTERM) -> bool:
+    """Send `sig` to the process meant (see `process_alive`), never to whatever now holds a
+    recycled pid. False if that process is gone."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not process_alive(pid, ticks, not_after):
+        return False
+    return send(pid, sig)
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None, reap: bool = False) -> subprocess.Popen:
+    """Start `python -m backend ARGS` detached: in a session of its own (signals to it reach
+    its children, and a closing app or terminal does not stop it), output appended to `log`.
+    With `reap`, a daemon thread collects its exit status so it never stays a zombie."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+    with open(log, "ab") as out:
+        child = subprocess.Popen([sys.executable, "-m", "backend", *args], cwd=paths.REPO_ROOT, env=env,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    if reap:
+        threading.Thread(target=child.wait, daemon=True).start()
+    return child
 
 
 def signal_name(code: int) -> str:

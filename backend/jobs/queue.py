@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths, safety
+from backend.data.sources import Spec
 from backend.errors import JobError, UserError
 from backend.jobs import process
 from backend.jobs.locks import queue_lock, worker_pid, worker_running
@@ -46,14 +47,14 @@ def cancel_grace_s() -> float:
 # --- reading states ------------------------------------------------------------------------
 
 def _read_state(run: Run) -> tuple[dict[str, Any], str | None]:
-    """(state, why the folder is corrupt or None)."""
+    """(state, why the folder is corrupt or None): `Run.state`, and a config that loads."""
     try:
         run.config()
-        state = run.read_state()
     except (UserError, OSError) as e:
         return {"state": "corrupt"}, str(e)
-    if state is None:
-        return {"state": "finished" if run.has_adapter() else "unknown"}, None
+    state = run.state()
+    if state.get("state") == "corrupt":
+        return {"state": "corrupt"}, str(state.get("error"))
     return state, None
 
 
@@ -64,11 +65,16 @@ def _cancel_requested(run: Run) -> float | None:
         return None
 
 
+def _identity(state: dict[str, Any]) -> tuple[int | None, float | None]:
+    """(start ticks, started no later than) of the process a state names: what tells it
+    from a later process that got the same pid."""
+    started = state.get("started") or state.get("heartbeat")
+    return state.get("pid_start"), started if isinstance(started, (int, float)) else None
+
+
 def process_alive_for(state: dict[str, Any]) -> bool:
     """Whether the process named in a state is still the one that wrote it."""
-    started = state.get("started") or state.get("heartbeat")
-    return process.process_alive(state.get("pid"), state.get("pid_start"),
-                                 started if isinstance(started, (int, float)) else None)
+    return process.process_alive(state.get("pid"), *_identity(state))
 
 
 def _ours(state: dict[str, Any]) -> bool:
@@ -99,25 +105,20 @@ def conclude(run: Run, returncode: int | None = None) -> dict[str, Any]:
     state, _ = _read_state(run)
     if state.get("state") != "running":
         return state
-    now = time.time()
     if _cancel_requested(run) is not None:
         run.log("cancelled (the process ended after the cancel request)")
-        state.update(state="cancelled", finished=now, updated=now)
+        return run.mark_cancelled()
+    if returncode is None:
+        how = "is gone (killed, out of memory, or the machine restarted)"
+    elif returncode < 0:
+        how = f"was killed by {process.signal_name(-returncode)}"
     else:
-        if returncode is None:
-            how = "is gone (killed, out of memory, or the machine restarted)"
-        elif returncode < 0:
-            how = f"was killed by {process.signal_name(-returncode)}"
-        else:
-            how = f"exited with code {returncode} without reporting a result"
-        tail = run.log_tail(LOG_TAIL_LINES)
-        last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
-        run.log(f"failed: the training process {how}")
-        error = f"the training process {how}" + (f": {last[:300]}" if last else "")
-        state.update(state="failed", finished=now, updated=now,
-                     error=error + (f"\n--- last lines of log.txt ---\n{tail}" if tail else ""))
-    write_json_atomic(run.state_path, state)
-    return state
+        how = f"exited with code {returncode} without reporting a result"
+    tail = run.log_tail(LOG_TAIL_LINES)
+    last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
+    run.log(f"failed: the training process {how}")
+    error = f"the training process {how}" + (f": {last[:300]}" if last else "")
+    return run.mark_failed(error + (f"\n--- last lines of log.txt ---\n{tail}" if tail else ""))
 
 
 def _settled_state(run: Run, verb: str) -> dict[str, Any]:
@@ -229,23 +230,14 @@ def job_status(run_id: str) -> dict[str, Any]:
 def comparable_runs() -> list[Run]:
     """Runs that finished and hold a complete adapter: the only ones Compare may offer.
     A failed, cancelled or still running run never appears, whatever its folder holds."""
-    out = []
-    for run, state, reason in _scan():
-        if reason is None and state.get("state") == "finished" and run.has_adapter() and run.damage() is None:
-            out.append(run)
-    return out
+    return [run for run, state, reason in _scan() if reason is None and run.is_complete()]
 
 
 # --- changing states -----------------------------------------------------------------------
 
-def _queued_state(**extra: Any) -> dict[str, Any]:
-    now = time.time()
-    return {"state": "queued", "queued_at": now, "updated": now, **extra}
-
-
 def _count_train_pairs(config: RunConfig) -> int | None:
     """Training pairs the corpus offers for this run, when that is cheap to know (local files)."""
-    if config.max_train_pairs is not None or config.source.strip().lower().startswith("hub:"):
+    if config.max_train_pairs is not None or Spec.parse(config.source).kind == "hub":
         return None
     from backend import varieties
     from backend.data import load_corpus
@@ -263,7 +255,7 @@ def launch(config: RunConfig) -> Run:
     with queue_lock():
         safety.check_queue(len(_queued(_scan())))
         run = create_run(config)
-        write_json_atomic(run.state_path, _queued_state(resume=False))
+        run.mark_queued(resume=False)
         run.log(f"queued {config.method} run (steps {config.steps}, source {config.source})")
         ensure_worker()
     return run
@@ -277,9 +269,7 @@ def cancel(run_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         state = _settled_state(run, "cancel")
         current = state.get("state")
         if current == "queued":
-            now = time.time()
-            state.update(state="cancelled", finished=now, updated=now)
-            write_json_atomic(run.state_path, state)
+            run.mark_cancelled()
             run.log("cancelled while queued")
             return job_status(run_id)
         if current != "running":
@@ -290,7 +280,7 @@ def cancel(run_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         if _cancel_requested(run) is None:
             write_json_atomic(run.dir / CANCEL_MARKER, {"at": time.time()})
             run.log(f"cancel requested: SIGTERM sent to process {pid}")
-            process.send(pid, signal.SIGTERM)
+            process.terminate(pid, *_identity(state))
     if wait_s > 0:
         return wait(run_id, timeout_s=wait_s)
     return job_status(run_id)
@@ -302,7 +292,7 @@ def enforce_cancel(run: Run, state: dict[str, Any]) -> None:
     if asked is None or time.time() - asked < cancel_grace_s() or not process_alive_for(state):
         return
     run.log(f"the process did not stop within {cancel_grace_s():.0f} s of SIGTERM: SIGKILL")
-    process.send(state["pid"], signal.SIGKILL)
+    process.terminate(state["pid"], *_identity(state), sig=signal.SIGKILL)
 
 
 def wait(run_id: str, timeout_s: float | None = None, poll_s: float = 0.25) -> dict[str, Any]:
@@ -332,8 +322,7 @@ def resume(run_id: str) -> Run:
                            "launch it again")
         safety.check_queue(len(_queued(_scan())))
         previous = {k: state.get(k) for k in ("state", "error", "finished") if state.get(k) is not None}
-        write_json_atomic(run.state_path, _queued_state(resume=True, attempt=int(state.get("attempt", 1)) + 1,
-                                                        previous=previous))
+        run.mark_queued(resume=True, attempt=int(state.get("attempt", 1)) + 1, previous=previous)
         (run.dir / CANCEL_MARKER).unlink(missing_ok=True)
         run.log(f"queued again to resume after {current}")
         ensure_worker()
@@ -343,7 +332,7 @@ def resume(run_id: str) -> Run:
 # --- the worker process --------------------------------------------------------------------
 
 def _child_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONUNBUFFERED="1", DD_MODELS_DIR=str(paths.models_dir()))
+    return dict(os.environ, DD_MODELS_DIR=str(paths.models_dir()))
 
 
 def reap() -> None:
@@ -359,31 +348,18 @@ def ensure_worker() -> bool:
     reap()
     if worker_running():
         return False
-    runs = paths.runs_dir()
-    runs.mkdir(parents=True, exist_ok=True)
-    with open(runs / ".worker.log", "ab") as log:
-        _spawned.append(subprocess.Popen(
-            [sys.executable, "-m", "backend", "jobs", "worker"], cwd=paths.REPO_ROOT, env=_child_env(),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+    _spawned.append(process.spawn(["jobs", "worker"], paths.runs_dir() / ".worker.log", env=_child_env()))
     return True
 
 
 def start(run: Run, state: dict[str, Any]) -> subprocess.Popen:
     """Start the training process of a queued job (caller holds the queue lock)."""
-    command = [sys.executable, "-m", "backend", "train", "--run-dir", str(run.dir)]
-    if state.get("resume"):
-        command.append("--resume")
+    args = ["train", "--run-dir", str(run.dir), *(["--resume"] if state.get("resume") else [])]
     (run.dir / CANCEL_MARKER).unlink(missing_ok=True)
-    run.log(f"starting: {' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))}")
-    with open(run.log_path, "ab") as log:
-        child = subprocess.Popen(command, cwd=paths.REPO_ROOT, env=_child_env(), stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    now = time.time()
-    state = {k: v for k, v in state.items() if k not in ("error", "progress", "finished")}
-    state.update(state="running", pid=child.pid, pid_start=process.start_ticks(child.pid), started=now,
-                 heartbeat=now, updated=now, worker=os.getpid(), host=socket.gethostname())
-    write_json_atomic(run.state_path, state)
+    run.log(f"starting: {Path(sys.executable).name} -m backend {' '.join(args)}")
+    child = process.spawn(args, run.log_path, env=_child_env())
+    run.mark_running(child.pid, pid_start=process.start_ticks(child.pid), worker=os.getpid(),
+                     host=socket.gethostname())
     return child
 
 

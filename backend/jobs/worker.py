@@ -17,7 +17,7 @@ import time
 
 from backend.jobs import queue
 from backend.jobs.locks import queue_lock, take_worker_lock
-from backend.runs import Run, write_json_atomic
+from backend.runs import Run
 
 
 def _say(message: str) -> None:
@@ -66,9 +66,7 @@ def run_worker(poll_s: float = 0.5) -> int:
                     try:
                         child = queue.start(run, state)
                     except OSError as e:
-                        now = time.time()
-                        write_json_atomic(run.state_path, {**state, "state": "failed", "finished": now,
-                                                           "updated": now, "error": f"could not start: {e}"})
+                        run.mark_failed(f"could not start: {e}")
                         continue
                     _say(f"started {run.id} (pid {child.pid})")
             if child is not None:

@@ -1,9 +1,10 @@
 """Base models, the tokenizer and prompt format, LoRA adapters, and generation.
 
-    device.py      pick_device, autocast_dtype
-    tokenizer.py   format_prompt, train_tokenizer, VARIETY_TAGS
-    base.py        resolve_base, load_base (embedded default, local folder, hub id)
+    device.py      pick_device, autocast_dtype, weights_dtype
+    tokenizer.py   train_tokenizer, VARIETY_TAGS (prompt formats: backend/prompts.py)
+    base.py        resolve_base, load_base (embedded default, local folder, hub id; dtype, quantize)
     adapters.py    attach_lora, save_adapter, load_adapter (peft, safetensors)
+    targets.py     resolve_targets: which layers LoRA wraps, for any architecture
     generation.py  generate (batched, KV cache, greedy / beam / sampling)
     atomic.py      atomic_dir: folders that appear complete or not at all
 

@@ -20,6 +20,8 @@ from safetensors import safe_open
 
 from backend.errors import ModelLoadError, UserError
 from backend.modeling.atomic import atomic_dir
+from backend.modeling.base import checkpointing
+from backend.modeling.targets import linear_layers, resolve_targets
 from backend.runs import RunConfig
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -35,12 +37,28 @@ def _quiet() -> Iterator[None]:
 
 
 def attach_lora(model, config: RunConfig) -> PeftModel:
-    """Wrap `model` with a fresh LoRA adapter ("default"); only LoRA weights stay trainable."""
+    """Wrap `model` with a fresh LoRA adapter ("default"); only LoRA weights stay trainable.
+
+    Targets come from `resolve_targets` (the config's list, checked, or every linear layer);
+    a 4/8-bit model first goes through peft's k-bit preparation (QLoRA). The saved
+    adapter_config.json lists exactly the modules that were adapted.
+    """
+    targets = resolve_targets(model, config.lora_targets)
+    if getattr(model, "is_quantized", False) or getattr(model, "quantization_method", None):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=checkpointing(model),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    kinds = {type(m).__name__ for n, m in model.named_modules()
+             if any(n == t or n.endswith("." + t) for t in targets)}
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_targets),
+        target_modules=targets,
+        fan_in_fan_out=kinds == {"Conv1D"},  # GPT-2 stores its weights transposed
         task_type=TaskType.CAUSAL_LM,
         bias="none",
     )
@@ -48,10 +66,10 @@ def attach_lora(model, config: RunConfig) -> PeftModel:
         with _quiet():
             return get_peft_model(model, lora)
     except ValueError as e:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        layers = ", ".join(f"{n} ({kind})" for n, kind in linear_layers(model).items())
         raise UserError(
-            f"LoRA targets {', '.join(config.lora_targets)} do not fit this model ({str(e).splitlines()[0]}); "
-            f"its linear layers are: {', '.join(names)}"
+            f"LoRA targets {', '.join(targets)} do not fit this model ({str(e).splitlines()[0]}); "
+            f"its linear layers are: {layers}"
         ) from None
 
 

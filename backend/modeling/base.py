@@ -3,25 +3,28 @@
 `resolve_base` turns what a user typed into a folder on disk, `load_base` loads it. Hub
 models are downloaded with `huggingface_hub.snapshot_download` (progress bar, safetensors,
 config and tokenizer files only) into a hidden partial folder under `models/hub/` that is
-renamed into place once the download is complete, so an interrupted download resumes next
-time and never passes for a finished one. Remote code runs only when the user sets
+renamed into place once the download is complete and loads (`backend.hub_fetch`): an
+interrupted download is deleted and starts over next time, and never passes for a finished
+one. Remote code runs only when the user sets
 `DD_TRUST_REMOTE_CODE=1`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
 
 from backend import paths
-from backend.errors import ModelLoadError
+from backend.errors import ModelLoadError, UserError
 from backend.hub_fetch import fetch_snapshot
-from backend.modeling.device import pick_device
+from backend.modeling.device import pick_device, weights_dtype
 from backend.safety import is_hub_id, is_local_name, trust_remote_code
 
 DEFAULT_BASE = "default"
 # Weights, configs and tokenizers only: no pickles, no code, no optimizer states.
+QUANTIZE = ("4bit", "8bit")
 HUB_FILES = [
     "*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -96,19 +99,60 @@ def _download(repo_id: str) -> str:
     return str(final)
 
 
-def load_base(base: str, device: torch.device | str | None = None):
+def checkpointing(model) -> bool:
+    """Whether gradient (activation) checkpointing is on; transformers 5 renamed the flag."""
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return bool(flag if flag is not None else getattr(model, "is_gradient_checkpointing", False))
+
+
+def quantize_problems(quantize: str, device: torch.device | str) -> list[str]:
+    """What stops `quantize` from running here (empty: nothing): bitsandbytes needs a CUDA GPU."""
+    problems = []
+    if torch.device(device).type != "cuda":
+        problems.append(f"a CUDA GPU (this process runs on {torch.device(device).type})")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("the bitsandbytes package (pip install -r requirements-gpu.txt)")
+    return problems
+
+
+def _quantization(quantize: str | None, device: torch.device, compute: torch.dtype):
+    if quantize is None:
+        return None
+    if quantize not in QUANTIZE:
+        raise UserError(f"unknown quantize {quantize!r}; choose {' or '.join(QUANTIZE)} (or none)")
+    problems = quantize_problems(quantize, device)
+    if problems:
+        raise UserError(f"{quantize} loading needs {' and '.join(problems)}; run without quantize here")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
+def load_base(base: str, device: torch.device | str | None = None, *, dtype: str = "auto",
+              quantize: str | None = None, gradient_checkpointing: bool = False):
     """(model, tokenizer) for a base, the model in eval mode on `device` (default: pick_device()).
 
-    A tokenizer without a pad token gets EOS as pad, so batched generation works on any model.
+    `dtype` (auto, bf16, fp16, fp32) is the weights' precision, `quantize` (4bit, 8bit) loads
+    them through bitsandbytes for QLoRA, `gradient_checkpointing` trades compute for memory
+    once the model trains. A tokenizer without a pad token gets EOS as pad, so batched
+    generation works on any model. Settings that cannot run here raise a UserError before
+    anything is loaded.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = torch.device(device) if device is not None else pick_device()
+    weights = weights_dtype(dtype, device)
+    quantization = _quantization(quantize, device, weights)
     folder = resolve_base(base)
     trust = trust_remote_code()
+    extra = {"quantization_config": quantization, "device_map": {"": device.index or 0}} if quantization else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust, dtype=torch.float32
+            folder, use_safetensors=True, trust_remote_code=trust, dtype=weights, **extra
         )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -118,6 +162,16 @@ def load_base(base: str, device: torch.device | str | None = None):
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.to(torch.device(device) if device is not None else pick_device())
+    if gradient_checkpointing:
+        if not model.supports_gradient_checkpointing:
+            raise UserError(f"{type(model).__name__} does not support gradient checkpointing")
+        # Non-reentrant: LoRA inputs need no requires_grad trick, and the layer hooks see a normal forward.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if not quantization:
+        model.to(device)
     model.eval()
     return model, tokenizer

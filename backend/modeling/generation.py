@@ -16,6 +16,7 @@ from transformers import GenerationConfig
 
 from backend.errors import LimitError
 from backend.modeling.device import autocast_dtype
+from backend.prompts import prompt_ids
 
 
 def _max_positions(model) -> int | None:
@@ -43,9 +44,8 @@ def generate(
     if batch_size < 1 or max_new_tokens < 1 or num_beams < 1:
         raise ValueError("batch_size, max_new_tokens and num_beams must be at least 1")
     device = next(model.parameters()).device
-    # Exactly as backend.examples.encode builds a training prompt: BOS (if any) + the prompt.
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    encoded = [bos + ids for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    # Exactly as backend.examples.encode builds a training prompt: BOS (once, if any) + the prompt.
+    encoded = prompt_ids(tokenizer, list(prompts))
     limit = _max_positions(model)
     longest = max(len(ids) for ids in encoded)
     if limit is not None and longest >= limit:

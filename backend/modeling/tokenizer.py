@@ -10,7 +10,8 @@ each sentence with a leading space) and in `backend.examples.encode` (which pref
 target with one).
 
 Hub tokenizers do not have these tokens; for them the tags are ordinary text, which works
-the same way at a few more tokens per prompt.
+the same way at a few more tokens per prompt (and a hub model with a chat template is asked
+in words instead: `backend.prompts`).
 """
 
 from __future__ import annotations
@@ -21,20 +22,11 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import PreTrainedTokenizerFast
 
 from backend import varieties
-from backend.runs import RunConfig
+from backend.prompts import TAGS, format_prompt  # noqa: F401 - format_prompt is re-exported
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 VARIETY_TAGS: tuple[str, ...] = tuple(f"<{v.code}>" for v in varieties.ALL)
-PROMPT_FORMAT: str = RunConfig.prompt_format
-
-
-def format_prompt(source: str, source_variety: str, target_variety: str, template: str = PROMPT_FORMAT) -> str:
-    """`format_prompt("ذهبت", "MSA", "cairo")` -> `"<MSA> ذهبت <CAI>"`; names are normalised to codes."""
-    return template.format(
-        source=" ".join(str(source).split()),
-        source_variety=varieties.code(source_variety),
-        target_variety=varieties.code(target_variety),
-    )
+PROMPT_FORMAT: str = TAGS  # the embedded base is pretrained on these tags
 
 
 def train_tokenizer(
