@@ -37,9 +37,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from backend import paths, varieties
+from backend import paths, steering, varieties
 from backend.errors import RunError, UserError
 from backend.evaluation import metrics
+from backend.evaluation.evaluate import evaluate_model, load_run
+from backend.modeling import load_base
+from backend.prompts import DEFAULT_FORMAT
 from backend.runs import Run, read_jsonl, write_json_atomic, write_text_atomic
 from backend.stages import adapter_stamp
 from backend.steering import EstimateSettings, SteerSpec
@@ -67,9 +70,6 @@ def evaluate_run_steered(run: Run, spec: SteerSpec, *, split: str = "test", dial
                          settings: EstimateSettings = EstimateSettings(), progress: Progress | None = None) -> dict:
     """`evaluate_run` with steering: the same sentences and scores, written to
     eval-steer-<slug>.json / outputs-steer-<slug>.jsonl beside the run's own eval.json."""
-    from backend import steering
-    from backend.evaluation.evaluate import evaluate_model, load_run
-
     say = progress or (lambda message: None)
     loaded = load_run(run, split, dialects, corpus, say)
     config, corpus, model, tokenizer = loaded.config, loaded.corpus, loaded.model, loaded.tokenizer
@@ -97,11 +97,6 @@ def evaluate_base_arm(base: str, spec: SteerSpec | None, *, corpus: Any, corpus_
                       progress: Progress | None = None) -> tuple[dict, list[dict]]:
     """The bare base on the runs' varieties (the dialects, plus MSA where the split has it),
     steered or not; written to `out_dir` (eval.json, outputs.jsonl) when given."""
-    from backend import steering
-    from backend.evaluation.evaluate import evaluate_model
-    from backend.modeling import load_base
-    from backend.prompts import DEFAULT_FORMAT
-
     say = progress or (lambda message: None)
     template = prompt_format or DEFAULT_FORMAT
     codes = [c for c in varieties.parse_list(list(dialects)) if c != "MSA"]

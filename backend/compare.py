@@ -232,7 +232,7 @@ class PairModel:
 
 def load_pair_model(pair: RunPair, device: str | None = None) -> PairModel:
     """Base + both adapters; a missing or corrupt piece raises ModelLoadError / RunError."""
-    from backend.modeling import load_adapter, load_base
+    from backend.modeling import load_adapter, load_base  # lazy: torch; pages list runs via compare
 
     b_cfg, d_cfg = pair.baseline.config(), pair.decoupled.config()
     if b_cfg.base != d_cfg.base:
@@ -252,7 +252,7 @@ def load_identifier(config: RunConfig) -> tuple[Any | None, str]:
     (trained on the corpus's train split, cached under models/identifiers/). Returns
     (identifier or None, a note saying why None)."""
     try:
-        from backend.evaluation.evaluate import identifier_for
+        from backend.evaluation.evaluate import identifier_for  # lazy: sacrebleu; pages list runs via compare
 
         return identifier_for(load_corpus(config.source))[0], ""
     except UserError as e:
@@ -294,9 +294,9 @@ def generate_three(pm: PairModel, prompt: str, max_new_tokens: int = 48,
 
     With `steer` (a backend.steering.RowSteer) a fourth row, the steered system, joins the same
     batch: its adapter through peft's mixed batch, its steering through hooks on that row only."""
-    import torch
+    import torch  # lazy: torch; pages list runs via compare
 
-    from backend.modeling import generate
+    from backend.modeling import generate  # lazy: torch; pages list runs via compare
 
     model, tok = pm.model, pm.tokenizer
     with pm.lock:  # adapter switching and mixed-batch hooks are model-wide state
@@ -356,7 +356,7 @@ def compare(pm: PairModel, source: str, target_variety: str, *, source_variety: 
     start = time.perf_counter()
     systems, titles, row = list(SYSTEMS), dict(TITLES), None
     if steer is not None:
-        from backend import steering
+        from backend import steering  # lazy: torch; pages list runs via compare
 
         row = steering.for_pair(pm, steer, steer_system, target)
         systems.append("steered")
@@ -367,7 +367,7 @@ def compare(pm: PairModel, source: str, target_variety: str, *, source_variety: 
         labels = _identify(pm.identifier, texts)
     chrfs: list[float | None] = [None] * len(texts)
     if reference and reference.strip():
-        from backend.evaluation.metrics import sentence_chrf
+        from backend.evaluation.metrics import sentence_chrf  # lazy: sacrebleu; pages list runs via compare
 
         chrfs = [float(sentence_chrf(t, reference)) for t in texts]
     seconds = time.perf_counter() - start

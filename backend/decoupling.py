@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from backend.examples import collate, encode, target_mask
 from backend.modeling.layers import run_to_layers, unwrap_parallel
 
 LOG2 = math.log(2.0)
@@ -442,8 +443,6 @@ def collect_states(model: nn.Module, tokenizer, prompts: list[str], targets: lis
     sentence (n_sentences x d) with `pool=True`, for parallel or held-out sentences.
     `items`: the same sentences already through `backend.examples.encode` (the probe
     encodes its held-out pool once, not at every update)."""
-    from backend.examples import collate, encode, target_mask
-
     # Past DDP: its forward broadcasts buffers, a collective that would wait for the other
     # processes, which do not run this forward when only the main one probes.
     model = unwrap_parallel(model)

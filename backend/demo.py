@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths, varieties
+from backend.compare import find_pairs
 from backend.errors import JobError, RunError, UserError
 from backend.events import Event
 from backend.jobs import locks, process
@@ -111,7 +112,7 @@ class DemoOptions:
 
     def experiment_config(self):
         """The backend.experiment config this demo runs."""
-        from backend.experiment import config_from_dict
+        from backend.experiment import config_from_dict  # lazy: torch; the Home page imports demo
 
         return config_from_dict({
             "name": self.name, "source": self.source, "dialects": list(self.dialects), "seed": self.seed,
@@ -188,8 +189,6 @@ def demo_status() -> Status:
 
 def demo_ready() -> bool:
     """Whether something can be compared: at least one finished run pair exists."""
-    from backend.compare import find_pairs
-
     return bool(find_pairs())
 
 
@@ -256,7 +255,7 @@ def stage_estimates(options: DemoOptions | None = None) -> dict[str, float]:
         out["base"] = 1.0
         per_run = [estimate_run_seconds(options.run_config(m))[0] for m in ("baseline", "decoupled")]
     else:
-        from backend.pretrain import PRESETS
+        from backend.pretrain import PRESETS  # lazy: torch; the Home page imports demo
 
         recipe = PRESETS.get(options.base_preset)
         steps = options.base_steps or (recipe.steps if recipe else 500)
@@ -365,7 +364,7 @@ def build_demo(options: DemoOptions | None = None, on_status: Callable[[Status],
     """Build the demo models in this process (the CLI's foreground mode) and return the final
     status. Holds the build lock throughout. SIGTERM stops it: a training run saves a
     checkpoint first, and the next build resumes from there."""
-    from backend.experiment import Experiment
+    from backend.experiment import Experiment  # lazy: torch; the Home page imports demo
 
     options = options or DemoOptions()
     options.dialects = varieties.parse_list(options.dialects)

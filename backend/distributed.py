@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from accelerate import PartialState
 from torch import Tensor
 
 T = TypeVar("T")
@@ -38,13 +39,17 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def is_main_launch() -> bool:
+    """Rank 0 of a launch, or the only process, by the launcher's RANK: it holds before the
+    process group starts and after it ends (what prints a CLI summary once)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def setup() -> torch.device | None:
     """Under a launcher: start the process group now (the run folder is named before the
     Trainer would start it) and return this process's device; None in a single process."""
     if not launched():
         return None
-    from accelerate import PartialState
-
     # Several CPU processes (gloo) when asked or when there is no GPU; accelerate's own
     # default would fall back to a single process there.
     cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()

@@ -59,6 +59,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import sacrebleu
+import torch
+import transformers
 import yaml
 
 from backend import paths, varieties
@@ -359,10 +362,6 @@ def run_setting(ctx: Context, setting: Setting, base: str, base_fp: str) -> dict
                          for t, r in zip(table["per_seed"], per_seed)]}
 
 def hardware() -> dict[str, Any]:
-    import sacrebleu
-    import torch
-    import transformers
-
     info = {"platform": platform.platform(), "machine": platform.machine(), "processor": _cpu_name(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "sacrebleu": sacrebleu.__version__,

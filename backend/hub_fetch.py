@@ -24,7 +24,7 @@ def fetch_snapshot(repo_id: str, final: Path, *, what: str, allow_patterns: list
                    error: type[Exception], check: Callable[[Path], T], repo_type: str | None = None) -> T:
     """Download `repo_id` to `final` (a folder) and return `check(folder)`'s result; `check`
     raises `error` for an unusable download. `what` names it in messages ("model", "dataset")."""
-    from huggingface_hub import errors, is_offline_mode, snapshot_download
+    from huggingface_hub import errors, is_offline_mode, snapshot_download  # lazy: 0.2 s; data/ imports this
 
     # is_offline_mode() reads HF_HUB_OFFLINE once, at import; the variable is read again so
     # that setting it later (an operator's shell, a test) still stops any download.

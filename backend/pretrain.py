@@ -60,7 +60,9 @@ from transformers import (
 )
 
 from backend import paths, varieties
+from backend.data import load_corpus
 from backend.data.corpus import ParallelCorpus
+from backend.data.offline import frame_count
 from backend.data.sources import Spec
 from backend.errors import CorpusError, UserError
 from backend.examples import encode
@@ -150,8 +152,6 @@ def _variety(code: str) -> varieties.Variety | None:
 def _load(source: str | ParallelCorpus) -> ParallelCorpus:
     if isinstance(source, ParallelCorpus):
         return source
-    from backend.data import load_corpus  # the data layer; imported late to keep this module light
-
     return load_corpus(source)
 
 
@@ -161,8 +161,6 @@ def _extra_corpus(spec: str) -> ParallelCorpus:
     the evaluated corpus's dev and test splits are filtered out by `build_mixture`."""
     parsed = Spec.parse(spec)
     if parsed.kind == "offline":
-        from backend.data.offline import frame_count
-
         return _load(str(parsed.with_options(size=frame_count())))
     return _load(spec)
 

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths
+from backend.data import load_corpus
 from backend.errors import RunError, UserError
 from backend.events import Event, EventLog, Subscriber
+from backend.names import is_hub_id
 from backend.runs import Run, RunConfig, create_run, write_json_atomic
 
 Progress = Callable[[str], None]
@@ -122,8 +124,6 @@ class Context:
 
     def corpus(self, source: str) -> Any:
         if source not in self._corpora:
-            from backend.data import load_corpus
-
             self._corpora[source] = load_corpus(source)
         return self._corpora[source]
 
@@ -139,8 +139,6 @@ def pretrain_info(folder: Path) -> dict:
 
 def ensure_base(ctx: Context) -> tuple[str, str]:
     """(base to load, fingerprint). Pretrains models/base/<name> when it is missing."""
-    from backend.modeling import is_hub_id
-
     spec = ctx.config.base
     folder = paths.base_dir(spec.name)
     if not folder.is_dir() and (Path(spec.name).expanduser().is_dir() or is_hub_id(spec.name)):
@@ -153,7 +151,7 @@ def ensure_base(ctx: Context) -> tuple[str, str]:
                             f"{spec.preset!r}; rename the base or delete {folder}")
         ctx.say(f"base model {spec.name}: found ({info.get('params', '?')} parameters)", "base")
         return spec.name, str(info.get("created", folder.stat().st_mtime))
-    from backend.pretrain import pretrain_base
+    from backend.pretrain import pretrain_base  # lazy: torch; demo (Home page) imports stages
 
     ctx.say(f"base model {spec.name}: pretraining with preset {spec.preset}", "base")
 
@@ -217,7 +215,7 @@ def _shared_run(ctx: Context, key: Any) -> dict | None:
 
 
 def _train(ctx: Context, config: RunConfig, run: Run, resume: bool) -> Run:
-    from backend.training import train
+    from backend.training import train  # lazy: torch; demo (Home page) imports stages
 
     every = max(1, config.steps // 10)
 
@@ -260,7 +258,7 @@ def _evaluated_as(report: dict, ev: Any, seed: int) -> bool:
 
 
 def eval_stage(ctx: Context, run: Run, source: str, seed: int = 0) -> dict:
-    from backend.evaluation.evaluate import evaluate_run
+    from backend.evaluation.evaluate import evaluate_run  # lazy: sacrebleu; demo (Home page) imports stages
 
     ev = ctx.config.evaluation
     key = {"run": run.id, "adapter": adapter_stamp(run),
@@ -283,7 +281,7 @@ def eval_stage(ctx: Context, run: Run, source: str, seed: int = 0) -> dict:
 
 
 def compare_stage(ctx: Context, baseline: Run, decoupled: Run, evals: tuple[dict, dict]) -> dict:
-    from backend.evaluation.evaluate import compare_runs
+    from backend.evaluation.evaluate import compare_runs  # lazy: sacrebleu; demo (Home page) imports stages
 
     key = {"runs": [baseline.id, decoupled.id], "evals": [e["created"] for e in evals],
            "bootstrap": ctx.config.evaluation.bootstrap}
@@ -298,7 +296,7 @@ def compare_stage(ctx: Context, baseline: Run, decoupled: Run, evals: tuple[dict
 
 def entanglement_stage(ctx: Context, base: str, base_fp: str, baseline: Run, decoupled: Run, source: str,
                        seed: int = 0) -> dict | None:
-    from backend.evaluation.entanglement import entanglement_report
+    from backend.evaluation.entanglement import entanglement_report  # lazy: torch; demo imports stages
 
     spec = ctx.config.entanglement
     if not spec.enabled:
@@ -332,7 +330,7 @@ def entanglement_stage(ctx: Context, base: str, base_fp: str, baseline: Run, dec
 
 def seeds_stage(ctx: Context, per_seed: list[dict], seeds: list[int]) -> dict:
     """The table over seeds (means, sd, per-seed deltas, bootstrap stratified over seeds)."""
-    from backend.evaluation.evaluate import compare_seeds
+    from backend.evaluation.evaluate import compare_seeds  # lazy: sacrebleu; demo (Home page) imports stages
 
     pairs = [(r["runs"]["baseline"], r["runs"]["decoupled"]) for r in per_seed]
     key = {"seeds": seeds, "pairs": pairs, "tables": [_hash({k: r[k] for k in ("rows", "average", "msa")})

@@ -60,11 +60,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from backend import paths, varieties
+from backend.data import load_corpus
+from backend.decoupling import MSASubspaceEstimator, collect_states, default_layers
 from backend.errors import RunError, UserError
+from backend.examples import IGNORE, encode
+from backend.modeling import generate, resolve_base
 from backend.modeling.layers import layer_modules, n_layers
+from backend.prompts import DEFAULT_FORMAT, Prompter
 
 METHODS = ("project", "vector")
 MAX_STRENGTH = {"project": 1.0, "vector": 4.0}
@@ -221,8 +228,6 @@ def run_layers(run) -> list[int]:
 
 
 def subspace_layers(run) -> list[int]:
-    from safetensors import safe_open
-
     path = run.dir / "subspace.safetensors"
     if not path.is_file():
         return []
@@ -232,8 +237,6 @@ def subspace_layers(run) -> list[int]:
 
 def from_run(run, layers: Sequence[int] | None = None) -> SteeringData:
     """A run's saved MSA subspace and per-variety means (the training probe's last estimate)."""
-    from safetensors.torch import load_file
-
     path = run.dir / "subspace.safetensors"
     if not path.is_file():
         raise RunError(f"run {run.id} has no subspace.safetensors (it has not finished training)")
@@ -263,8 +266,6 @@ def from_run(run, layers: Sequence[int] | None = None) -> SteeringData:
 def base_layer_count(base: str) -> int | None:
     """The number of decoder layers of a base, read from its config.json without loading it."""
     try:
-        from backend.modeling import resolve_base
-
         config = json.loads((Path(resolve_base(base)) / "config.json").read_text(encoding="utf-8"))
     except (UserError, OSError, ValueError):
         return None
@@ -378,8 +379,6 @@ class Steerer:
                  **gen: Any) -> list[str]:
         """Like backend.modeling.generate, with each prompt steered towards its target
         variety: prompts are grouped by target (the centre and the vector depend on it)."""
-        from backend.modeling import generate
-
         if len(prompts) != len(targets):
             raise ValueError(f"{len(prompts)} prompts for {len(targets)} targets")
         out: list[str] = [""] * len(prompts)
@@ -409,8 +408,6 @@ def _file_stamp(path: Path) -> list[Any]:
 def base_fingerprint(base: str) -> str:
     """A base's identity: its config.json's content and its weight files' names, sizes and
     modification times (rebuilding the base changes them; hashing gigabytes would not pay)."""
-    from backend.modeling import resolve_base
-
     folder = Path(resolve_base(base))
     h = hashlib.sha1()
     for name in ("config.json", "tokenizer.json"):
@@ -464,8 +461,6 @@ def sample_pairs(corpus: Any, dialects: Sequence[str], per_variety: int, seed: i
 
 
 def _target_counts(tokenizer: Any, prompts: list[str], targets: list[str], max_length: int) -> list[int]:
-    from backend.examples import IGNORE, encode
-
     return [sum(1 for t in x["labels"] if t != IGNORE) for x in encode(tokenizer, prompts, targets, max_length)]
 
 
@@ -474,9 +469,6 @@ def estimate(model: nn.Module, tokenizer: Any, sample: dict[str, list], layers: 
              settings: EstimateSettings = EstimateSettings(), progress: Progress | None = None) -> SteeringData:
     """Every variety's mean target-token state and the MSA subspace of the project's probe,
     per layer, on `model` as it is (bare base or with its active adapter)."""
-    from backend.decoupling import MSASubspaceEstimator, collect_states
-    from backend.prompts import Prompter
-
     say = progress or (lambda message: None)
     dialects = [d for d in sample if d != "MSA"]
     if not dialects:
@@ -533,8 +525,6 @@ def load_or_estimate(model: nn.Module, tokenizer: Any, *, base: str, adapter_dir
     """The estimate for (base, adapter, corpus, layers, dialects, settings): read from the
     cache when its key matches, else made on `model` (which must hold that base and adapter,
     the adapter active) and saved."""
-    from safetensors.torch import load_file, save_file
-
     say = progress or (lambda message: None)
     dialects = [d for d in varieties.parse_list(list(dialects)) if d != "MSA"]
     layers = sorted(set(int(x) for x in layers))
@@ -542,8 +532,6 @@ def load_or_estimate(model: nn.Module, tokenizer: Any, *, base: str, adapter_dir
     memo_key = json.dumps([base_fp, adapter_fp, corpus_spec, dialects, layers, prompt_format,
                            settings.__dict__], sort_keys=True)
     if corpus is None:
-        from backend.data import load_corpus
-
         corpus = load_corpus(corpus_spec)
     sample = sample_pairs(corpus, dialects, settings.per_variety, settings.seed)
     key = {"version": CACHE_VERSION, "base": base_fp, "adapter": adapter_fp, "corpus": corpus_spec,
@@ -581,8 +569,6 @@ def load_or_estimate(model: nn.Module, tokenizer: Any, *, base: str, adapter_dir
 
 def default_layers_for(model: nn.Module, run: Any = None) -> list[int]:
     """A run's probe layers, else the project's default middle-to-upper layers."""
-    from backend.decoupling import default_layers
-
     if run is not None:
         layers = run_layers(run)
         if layers:
@@ -599,8 +585,6 @@ def prepare(model: nn.Module, tokenizer: Any, spec: SteerSpec, *, base: str, run
     `subspace` for `project`: "run" (the run's saved subspace.safetensors), "estimate" (the
     probe on `model`, cached) or "auto" (the run's when there is a run). `vector` is always
     estimated on `model`. Layers default to the run's probe layers, else the default layers."""
-    from backend.prompts import DEFAULT_FORMAT
-
     if subspace not in ("auto", "run", "estimate"):
         raise UserError(f"subspace must be auto, run or estimate, not {subspace!r}")
     layers = list(spec.layers) if spec.layers else default_layers_for(model, run)
@@ -620,8 +604,6 @@ def prepare(model: nn.Module, tokenizer: Any, spec: SteerSpec, *, base: str, run
         prompt_format = prompt_format or config.prompt_format
     if not dialects:
         if corpus is None:
-            from backend.data import load_corpus
-
             corpus = load_corpus(corpus_spec)
         dialects = [v for v in corpus.target_varieties() if v not in ("MSA", "ENG")]
     data = load_or_estimate(model, tokenizer, base=base, adapter_dir=adapter_dir, corpus_spec=corpus_spec,

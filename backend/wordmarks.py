@@ -26,7 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from backend.data import load_corpus, offline
 from backend.data.normalize import normalize_arabic
+from backend.evaluation.identifier import labelled_texts
 
 RATIO = 3.0  # how much more frequent in MSA than in the dialect a word must be (CorpusMarker)
 MIN_MSA_COUNT = 2
@@ -58,8 +60,6 @@ class LexiconMarker:
 
 @lru_cache(maxsize=32)
 def _lexicon_msa_only(target: str, msa_overlap: float) -> frozenset[str]:
-    from backend.data import offline
-
     if target in ("MSA", "ENG") or target not in offline.DIALECTS:
         return frozenset()
     lex = offline.lexicon()
@@ -110,8 +110,6 @@ _OVERLAP = re.compile(r"msa_overlap=([0-9.]+)")
 def marker_for_corpus(corpus) -> Marker:
     """The lexicon for the offline corpus (its name says its msa_overlap), else a per-word
     identifier fitted on the corpus's training split."""
-    from backend.evaluation.identifier import labelled_texts
-
     name = str(getattr(corpus, "name", ""))
     m = _OVERLAP.search(name)
     if name.startswith("offline:") and m:
@@ -121,8 +119,6 @@ def marker_for_corpus(corpus) -> Marker:
 
 def marker_for(source: str) -> Marker:
     """`marker_for_corpus` of a corpus spec (a run config's `source`)."""
-    from backend.data import load_corpus
-
     return marker_for_corpus(load_corpus(source))
 
 

@@ -8,6 +8,8 @@ import); this test reads every module's AST, so it sees imports that never ran.
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,8 +105,8 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
-    # backend.data.sources imports each loader inside load_corpus, not at the top
-    assert "backend.data.madar" in graph["backend.data.sources"]
+    # backend.data.sources imports the offline generator inside load_corpus, not at the top
+    assert "backend.data.offline" in graph["backend.data.sources"]
     assert "backend.errors" in graph["backend.data.sources"]
 
 
@@ -116,3 +118,49 @@ def test_find_cycles_finds_one():
 def test_no_import_cycle_among_backend_modules():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles among backend modules: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def unexplained_lazy_imports(source: str) -> list[int]:
+    """Lines of imports inside a function that carry no `# lazy: <reason>` comment.
+
+    An import hidden in a function is a dependency nobody sees at the top of the file; it is
+    worth it only for a stated reason (torch kept out of the CLI and the light pages, an
+    optional extra, a cycle), and the comment says which, so the next reader need not guess.
+    """
+    tree = ast.parse(source)
+    reasons = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+               if tok.type == tokenize.COMMENT and tok.string.removeprefix("#").strip().startswith("lazy:")
+               and tok.string.split("lazy:", 1)[1].strip()}
+    lines = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and not reasons & set(
+                    range(node.lineno, (node.end_lineno or node.lineno) + 1)):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_unexplained_lazy_imports_finds_them():
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    import json\n"
+        "    import torch  # lazy: torch, keeps the CLI light\n"
+        "    import yaml  # lazy:\n"
+        "    from a import (  # lazy: a cycle a -> b\n"
+        "        b,\n"
+        "    )\n"
+        "    def g():\n"
+        "        from c import d  # imported here\n"
+    )
+    assert unexplained_lazy_imports(source) == [3, 5, 10]
+
+
+def test_every_function_level_import_says_why():
+    missing = [f"{path.relative_to(REPO)}:{line}"
+               for path in sorted(BACKEND.rglob("*.py"))
+               for line in unexplained_lazy_imports(path.read_text(encoding="utf-8"))]
+    assert not missing, ("imports inside functions without a `# lazy: <reason>` comment (move them to the "
+                         "top of the module, or say why they cannot be there): " + ", ".join(missing))

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backend import browse, compare, varieties
+from backend.browse import SORTS
+from backend.cli import write_out
+from backend.errors import RunError
+
 
 def register(p: argparse.ArgumentParser) -> None:
-    from backend.browse import SORTS
-
     p.add_argument("pair", nargs="?", help="BASELINE_ID+DECOUPLED_ID (default: the newest finished pair)")
     p.add_argument("--variety", help="only this target variety (e.g. CAI)")
     p.add_argument("--search", default="", help="text in the source, reference or an output (normalised)")
@@ -21,10 +24,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend import browse, compare, varieties
-    from backend.cli import write_out
-    from backend.errors import RunError
-
     if args.pair:
         pair = compare.get_pair(args.pair)
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from backend import varieties
+from backend.data import load_corpus
 from backend.data.corpus import SPLITS, ParallelCorpus
 from backend.errors import CorpusError, UnknownVarietyError
 
@@ -32,8 +33,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> ParallelCorpus:
-    from backend.data import load_corpus  # imported here so `--help` stays instant
-
     return load_corpus(args.source, dialects=args.dialects)
 
 

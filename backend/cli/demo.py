@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 
+from backend import demo
 from backend.demo import DemoOptions
 
 _D = DemoOptions()
@@ -60,8 +61,6 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend import demo
-
     if args.status:
         print(json.dumps(demo.demo_status(), ensure_ascii=False, indent=2))
         return 0

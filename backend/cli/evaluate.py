@@ -15,6 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from backend.data import load_corpus
+from backend.errors import UserError
+from backend.evaluation.report import comparison_markdown
+from backend.runs import get_run
+
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN_ID", help="one run, or a baseline and a decoupled run")
@@ -54,10 +59,11 @@ def _print_eval(report: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.errors import UserError
-    from backend.evaluation.evaluate import compare_runs, evaluate_base, evaluate_run
-    from backend.evaluation.report import comparison_markdown
-    from backend.runs import get_run
+    from backend.evaluation.evaluate import (  # lazy: sacrebleu, keeps 'evaluate --help' fast
+        compare_runs,
+        evaluate_base,
+        evaluate_run,
+    )
 
     if args.steer:
         return _steered(args)
@@ -90,11 +96,8 @@ def main(args: argparse.Namespace) -> int:
 def _steered(args: argparse.Namespace) -> int:
     """`evaluate RUN_ID... --steer ...` / `evaluate --base NAME --steer ...`: the same table with
     steering; a run's results are written beside its own eval.json, never over it."""
-    from backend import steering
-    from backend.arms import evaluate_base_arm, evaluate_run_steered
-    from backend.data import load_corpus
-    from backend.errors import UserError
-    from backend.runs import get_run
+    from backend import steering  # lazy: torch, keeps the CLI light
+    from backend.arms import evaluate_base_arm, evaluate_run_steered  # lazy: torch, keeps the CLI light
 
     spec = steering.SteerSpec(args.steer, args.strength, steering.parse_layers(args.layers))
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731

@@ -19,7 +19,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.experiment import Experiment, load_config
+    from backend.experiment import Experiment, load_config  # lazy: torch, keeps the CLI light
 
     config = load_config(args.config)
     if args.no_sweep:

@@ -17,6 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from backend import safety, varieties
+from backend.errors import RunError
+from backend.prompts import DEFAULT_FORMAT, Prompter
+from backend.runs import Run, get_run
+
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default=None, help="'default', a name under models/base, a folder or a hub id "
@@ -46,9 +51,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def resolve_adapter(spec: str) -> tuple[Path, dict | None]:
     """(adapter folder, run config dict or None) for a run id, a run folder or an adapter folder."""
-    from backend.errors import RunError
-    from backend.runs import Run, get_run
-
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "adapter_config.json").is_file():
         run_dir = path.parent if (path.parent / "config.json").is_file() else None
@@ -73,9 +75,7 @@ def resolve_adapter(spec: str) -> tuple[Path, dict | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend import safety, varieties
-    from backend.modeling import generate, load_adapter, load_base
-    from backend.prompts import DEFAULT_FORMAT, Prompter
+    from backend.modeling import generate, load_adapter, load_base  # lazy: torch, keeps the CLI light
 
     target = varieties.code(args.target)
     source_variety = varieties.code(args.source_variety)
@@ -91,8 +91,7 @@ def main(args: argparse.Namespace) -> int:
     gen = dict(max_new_tokens=args.max_new_tokens, num_beams=args.beams, do_sample=args.sample,
                temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     if args.steer:
-        from backend import steering
-        from backend.runs import Run
+        from backend import steering  # lazy: torch, keeps the CLI light
 
         spec = steering.SteerSpec(args.steer, args.strength, steering.parse_layers(args.layers))
         run = Run(adapter.parent) if adapter is not None and run_config is not None else None

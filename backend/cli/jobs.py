@@ -9,7 +9,11 @@ import argparse
 import json
 from typing import Any
 
+from backend import jobs
+from backend.cli import train
 from backend.cli.runs import table, when
+from backend.cli.train import configs_from_args, dry_run
+from backend.errors import JobError
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -21,8 +25,6 @@ def register(p: argparse.ArgumentParser) -> None:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
     launch = sub.add_parser("launch", help="queue training runs (same options as `train`) and return")
-    from backend.cli import train
-
     train.register(launch)
     cancel = sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("run_id")
@@ -88,8 +90,6 @@ def _print_job(job: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend import jobs
-
     if args.action == "worker":
         return jobs.run_worker()
     if args.action == "list":
@@ -110,15 +110,9 @@ def main(args: argparse.Namespace) -> int:
             _print_job(job)
         return 0
     if args.action == "launch":
-        from backend.cli.train import configs_from_args
-
         if args.run_dir is not None or args.resume:
-            from backend.errors import JobError
-
             raise JobError("jobs launch creates new runs; use `jobs resume ID` to continue one")
         if args.dry_run:
-            from backend.cli.train import dry_run
-
             return dry_run(configs_from_args(args))
         for config in configs_from_args(args):
             run = jobs.launch(config)

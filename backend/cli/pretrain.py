@@ -8,7 +8,7 @@ import sys
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from backend.pretrain import PRESETS
+    from backend.pretrain import PRESETS  # lazy: torch, PRESETS lives in backend.pretrain
 
     parser.add_argument("--name", default="default", help="folder name under models/base (default: default)")
     parser.add_argument("--preset", default="small", choices=list(PRESETS),
@@ -21,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.pretrain import pretrain_base
+    from backend.pretrain import pretrain_base  # lazy: torch, keeps the CLI light
 
     def on_progress(event: dict) -> None:
         if event.get("stage") != "train" and event.get("message"):

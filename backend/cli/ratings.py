@@ -10,6 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
+from backend import ratings
+from backend.cli import write_out
+
 
 def register(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -22,9 +25,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend import ratings
-    from backend.cli import write_out
-
     if args.action == "export":
         text = ratings.export_csv(args.pair)
         write_out(text, args.out, f"{len(text.splitlines()) - 1} answers")

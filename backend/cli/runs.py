@@ -7,6 +7,9 @@ import json
 import time
 from typing import Any
 
+from backend.jobs import list_jobs
+from backend.runs import get_run
+
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
     """Plain aligned columns; None prints as '-'."""
@@ -38,9 +41,6 @@ def _chrf(run) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.jobs import list_jobs
-    from backend.runs import get_run
-
     if args.action == "list":
         jobs = [j for j in list_jobs() if not args.state or j["state"] == args.state]
         if args.json:

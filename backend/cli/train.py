@@ -120,7 +120,8 @@ def dry_run(configs: list[RunConfig]) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.training import EXIT_CANCELLED, train
+    from backend.distributed import is_main_launch  # lazy: torch, keeps --help fast
+    from backend.training import EXIT_CANCELLED, train  # lazy: torch, keeps --help fast
 
     if args.run_dir is not None:
         run = Run(args.run_dir.resolve())
@@ -134,7 +135,8 @@ def main(args: argparse.Namespace) -> int:
     for config in configs:
         run = train(config)
         state = run.state()
-        print(f"{config.method:9s} {run.id}  {state.get('state')}  -> {run.dir}")
+        if is_main_launch():  # under accelerate, one line per run, not one per process
+            print(f"{config.method:9s} {run.id}  {state.get('state')}  -> {run.dir}")
         if state.get("state") == "cancelled":
             return EXIT_CANCELLED
     return 0

@@ -196,7 +196,7 @@ def load_corpus(spec: str, **options: Any) -> ParallelCorpus:
     dialects = merged.pop("dialects", None)
 
     if parsed.kind == "offline":
-        from backend.data.offline import generate_corpus  # reads YAML: not for every spec check
+        from backend.data.offline import generate_corpus  # lazy: yaml; spec checks stay light
 
         corpus = generate_corpus(**merged)
     elif parsed.kind == "madar":

@@ -9,6 +9,8 @@
 Submodules are imported where used, so `import backend.evaluation` stays light.
 """
 
+import importlib
+
 _LAZY = {
     "evaluate_run": "backend.evaluation.evaluate",
     "compare_runs": "backend.evaluation.evaluate",
@@ -24,7 +26,5 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,8 +37,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from backend.decoupling import orthonormalise
+from backend.decoupling import (
+    VariationalProbe,
+    collect_sentence_states,
+    collect_states,
+    default_layers,
+    orthonormalise,
+    overlap_energy,
+)
 from backend.examples import IGNORE, encode
+from backend.modeling import load_adapter, load_base
+from backend.prompts import Prompter
 
 Progress = Callable[[str], None]
 
@@ -75,8 +84,6 @@ def linear_cka(X: Tensor, Y: Tensor) -> float:
 
 def centred_energy(h: Tensor, U: Tensor, mean: Tensor) -> float:
     """Mean fraction of centred energy inside span(U) (the penalty's own quantity)."""
-    from backend.decoupling import overlap_energy
-
     if h.shape[0] == 0:
         return float("nan")
     return float(overlap_energy(h.float(), U.float(), mean.float()).mean())
@@ -89,8 +96,6 @@ def layer_entanglement(msa: Tensor, dialect: Tensor, dialect_y: Tensor, msa_fit:
                        k: int = 8, probe_steps: int = 300, seed: int = 0) -> dict:
     """All per-layer figures. Token states come in a fit half and a held-out half;
     `dialect_y` are class indices 1..n (0 is MSA)."""
-    from backend.decoupling import VariationalProbe
-
     d = msa.shape[1]
     probe = VariationalProbe(d, n_classes, k_max=k, seed=seed)
     h_fit = torch.cat([msa_fit, dialect_fit]).float()
@@ -128,8 +133,6 @@ def layer_entanglement(msa: Tensor, dialect: Tensor, dialect_y: Tensor, msa_fit:
 def parallel_prompts(pairs: Sequence, template: str, tokenizer: Any = None) -> dict[str, list]:
     """Prompts (the run's `prompt_format`, see backend.prompts) and targets for both directions
     of MSA -> dialect pairs."""
-    from backend.prompts import Prompter
-
     use = [p for p in pairs if p.source_variety == "MSA" and p.target_variety != "MSA"]
     prompter = Prompter(tokenizer, template)
     return {
@@ -160,8 +163,6 @@ def model_entanglement(model, tokenizer, pairs: Sequence, layers: list[int], dia
                        template: str, k: int = 8, max_length: int = 96, batch_size: int = 32,
                        probe_steps: int = 300, seed: int = 0) -> tuple[dict, dict[int, tuple[Tensor, Tensor]]]:
     """Per-layer figures for one model, and its sentence states per layer (MSA, dialect)."""
-    from backend.decoupling import collect_sentence_states, collect_states
-
     data = parallel_prompts(pairs, template, tokenizer)
     use = data["pairs"]
     if len(use) < 4:
@@ -229,9 +230,6 @@ def entanglement_report(base: str, adapters: dict[str, object], pairs: Sequence,
     """Entanglement of the base model and of each adapter (name -> adapter folder) on the
     same held-out pairs and layers. Returns per-system per-layer figures, their means over
     layers, and the shared 2-D projection."""
-    from backend.decoupling import default_layers
-    from backend.modeling import load_adapter, load_base
-
     say = progress or (lambda message: None)
     model, tokenizer = load_base(base)
     n_layers = model.config.num_hidden_layers

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths, varieties
+from backend.data import load_corpus
 from backend.errors import RunError, UserError
 from backend.evaluation import metrics
 from backend.evaluation.identifier import DialectIdentifier, fidelity, labelled_texts
+from backend.prompts import DEFAULT_FORMAT, Prompter
 from backend.runs import Run, RunConfig, get_run, read_jsonl, write_json_atomic, write_text_atomic
 
 Progress = Callable[[str], None]
@@ -121,8 +124,7 @@ def load_run(run: Run, split: str = "test", dialects: Sequence[str] | None = Non
              progress: Progress | None = None) -> LoadedRun:
     """The start of every run evaluation, steered or not: a run without an adapter, or asked
     for varieties it was not trained on, is refused before any model is loaded."""
-    from backend.data import load_corpus
-    from backend.modeling import load_adapter, load_base
+    from backend.modeling import load_adapter, load_base  # lazy: torch; eval.json readers stay light
 
     config = run.config()
     if not run.has_adapter():
@@ -163,9 +165,7 @@ def evaluate_base(base: str, source: str = "offline", split: str = "test", diale
     Varieties are `dialects` (default: every dialect of the corpus) plus MSA, whose pairs in
     the offline corpus are ENG -> MSA. Nothing is written; the report is returned.
     """
-    from backend.data import load_corpus
-    from backend.modeling import load_base
-    from backend.prompts import DEFAULT_FORMAT
+    from backend.modeling import load_base  # lazy: torch; eval.json readers stay light
 
     say = progress or (lambda message: None)
     corpus = corpus if corpus is not None else load_corpus(source)
@@ -188,8 +188,7 @@ def evaluate_model(model, tokenizer, corpus, codes: Sequence[str], split: str, *
 
     `steering` (a backend.steering.Steerer) generates with inference-time steering towards
     each pair's target variety; the report then says how (`steering`)."""
-    from backend.modeling import generate
-    from backend.prompts import Prompter
+    from backend.modeling import generate  # lazy: torch; eval.json readers stay light
 
     say = progress or (lambda message: None)
     by_variety = test_pairs(corpus, split, codes, max_sentences)
@@ -334,8 +333,6 @@ SEED_MEAN_KEYS = ("baseline_chrf", "decoupled_chrf", "delta", "baseline_bleu", "
 
 def _sd(values: Sequence[float | None]) -> float | None:
     """Sample standard deviation (n - 1) over seeds; None with fewer than two values."""
-    import statistics
-
     vals = [float(v) for v in values if v is not None]
     return float(statistics.stdev(vals)) if len(vals) >= 2 else None
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend import varieties
 from backend.errors import UserError
 from backend.runs import write_json_atomic
 
@@ -212,8 +213,6 @@ def fidelity(predicted: Sequence[str], target: str) -> dict:
 def labelled_texts(corpus, split: str = "train") -> tuple[list[str], list[str]]:
     """Every distinct Arabic sentence of a split with its variety: targets, and sources that
     are MSA or a dialect (English sources are left out)."""
-    from backend import varieties
-
     seen: set[tuple[str, str]] = set()
     texts, labels = [], []
     for p in corpus.pairs:

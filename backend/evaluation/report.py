@@ -166,7 +166,7 @@ def sweep_markdown(sweep: Sequence[dict]) -> str:
 # --- figures -------------------------------------------------------------------------------
 
 def dialect_bars(table: dict, title: str = "chrF++ per dialect"):
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly (0.4 s); tables need no figures
 
     rows = list(table.get("rows", []))
     if table.get("average"):
@@ -191,7 +191,7 @@ def dialect_bars(table: dict, title: str = "chrF++ per dialect"):
 
 def overlap_figure(training: dict, title: str = "MSA-subspace overlap of dialect states during training"):
     """Mean overlap over layers against the step, one line per run (both runs measure it)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly (0.4 s); tables need no figures
 
     fig = go.Figure()
     for name, series in training.items():
@@ -203,7 +203,7 @@ def overlap_figure(training: dict, title: str = "MSA-subspace overlap of dialect
 
 
 def entanglement_figure(ent: dict, key: str = "energy_probe"):
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly (0.4 s); tables need no figures
 
     fig = go.Figure()
     for name, s in (ent.get("systems") or {}).items():
@@ -215,8 +215,8 @@ def entanglement_figure(ent: dict, key: str = "energy_probe"):
 
 
 def projection_figure(ent: dict):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # lazy: plotly (0.4 s); tables need no figures
+    from plotly.subplots import make_subplots  # lazy: plotly (0.4 s); tables need no figures
 
     proj = ent.get("projection") or {}
     points = proj.get("points", [])
@@ -234,7 +234,7 @@ def projection_figure(ent: dict):
 
 
 def sweep_figure(sweep: Sequence[dict]):
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly (0.4 s); tables need no figures
 
     labels = [", ".join(f"{k}={v}" for k, v in s["setting"].items()) for s in sweep]
     avg = [s.get("average") or {} for s in sweep]
@@ -253,7 +253,7 @@ def sweep_figure(sweep: Sequence[dict]):
 
 def write_figure(fig, path: Path) -> Path:
     """Atomic HTML that loads plotly.min.js from its own folder (written once)."""
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # lazy: plotly (0.4 s); tables need no figures
 
     path = Path(path)
     js = path.parent / "plotly.min.js"

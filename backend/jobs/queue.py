@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend import paths, safety
+from backend import paths, safety, varieties
+from backend.data import load_corpus
 from backend.data.sources import Spec
 from backend.errors import JobError, UserError
 from backend.jobs import process
@@ -239,9 +240,6 @@ def _count_train_pairs(config: RunConfig) -> int | None:
     """Training pairs the corpus offers for this run, when that is cheap to know (local files)."""
     if config.max_train_pairs is not None or Spec.parse(config.source).kind == "hub":
         return None
-    from backend import varieties
-    from backend.data import load_corpus
-
     targets = set(varieties.parse_list(config.dialects)) | ({"MSA"} if config.include_msa else set())
     corpus = load_corpus(config.source)
     return sum(1 for p in corpus.pairs if p.split == "train" and p.target_variety in targets)

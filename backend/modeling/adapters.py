@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from safetensors import safe_open
 
 from backend.errors import ModelLoadError, UserError
@@ -45,8 +45,6 @@ def attach_lora(model, config: RunConfig) -> PeftModel:
     """
     targets = resolve_targets(model, config.lora_targets)
     if getattr(model, "is_quantized", False) or getattr(model, "quantization_method", None):
-        from peft import prepare_model_for_kbit_training
-
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=checkpointing(model),
             gradient_checkpointing_kwargs={"use_reentrant": False},

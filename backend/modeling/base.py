@@ -15,6 +15,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from backend import paths
 from backend.errors import ModelLoadError, UserError
@@ -123,8 +124,6 @@ def _quantization(quantize: str | None, device: torch.device, compute: torch.dty
     problems = quantize_problems(quantize, device)
     if problems:
         raise UserError(f"{quantize} loading needs {' and '.join(problems)}; run without quantize here")
-    from transformers import BitsAndBytesConfig
-
     if quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -141,8 +140,6 @@ def load_base(base: str, device: torch.device | str | None = None, *, dtype: str
     generation works on any model. Settings that cannot run here raise a UserError before
     anything is loaded.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     device = torch.device(device) if device is not None else pick_device()
     weights = weights_dtype(dtype, device)
     quantization = _quantization(quantize, device, weights)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from peft.tuners.lora import LoraLayer
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from backend.errors import UserError
 
 
 def _linear_like(module: nn.Module) -> bool:
-    from transformers.pytorch_utils import Conv1D
-
     return isinstance(module, (nn.Linear, Conv1D))
 
 
@@ -69,6 +69,4 @@ def resolve_targets(model: nn.Module, targets: Sequence[str] | None) -> list[str
 
 def adapted_modules(model: nn.Module) -> list[str]:
     """Leaf names of the modules that really carry a LoRA adapter (after get_peft_model)."""
-    from peft.tuners.lora import LoraLayer
-
     return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, LoraLayer)})
