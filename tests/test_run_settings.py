@@ -138,6 +138,13 @@ def test_dry_run_prints_settings_and_memory_and_writes_nothing(tmp_path, monkeyp
     assert "base = ALLaM-AI/ALLaM-7B-Instruct-preview" in out and "quantize = 4bit" in out
     assert cli_main(["train", "--dry-run", "--preset", "allam-7b", "--quantize", "8bit"]) == 0
     assert "quantize = 8bit" in capsys.readouterr().out  # a flag given wins over the preset
+    assert cli_main(["train", "--dry-run", "--preset", "allam-7b", "--quantize", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "quantize = none" in out  # a preset's quantisation can be turned off
+    import torch
+
+    here = "(here: float32 on cpu)" if not torch.cuda.is_available() else "(here: "
+    assert f"dtype = auto  {here}" in out  # what auto becomes on this machine
     assert cli_main(["train", "--dry-run", "--base", "someone/unknown-model"]) == 0
     assert "cannot estimate" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []

@@ -58,9 +58,11 @@ def register(p: argparse.ArgumentParser) -> None:
         if f.name == "method":
             choices = (*choices, "both")
             help_text += "; both: baseline then decoupled, same seed"
+        elif choices and f.type.endswith("| None"):
+            choices = (*choices, None)  # `--quantize none` sets it back (the text parser gives None)
         p.add_argument(flag(f.name), dest=f.name, type=_parser_for(f.name), default=argparse.SUPPRESS,
                        choices=choices, help=help_text,
-                       metavar=f.name.upper() if choices is None else "{" + ",".join(choices) + "}")
+                       metavar=f.name.upper() if choices is None else "{" + ",".join(map(_shown, choices)) + "}")
         for alias in ALIASES.get(f.name, ()):
             p.add_argument(alias, dest=f.name, type=_parser_for(f.name), default=argparse.SUPPRESS,
                            help=argparse.SUPPRESS)
@@ -102,13 +104,23 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     return out
 
 
+def _resolved(name: str, value: Any) -> str:
+    """What an automatic setting becomes on this machine, for the dry run to show."""
+    if name != "dtype" or value != "auto":
+        return ""
+    from backend.modeling.device import pick_device, weights_dtype  # lazy: torch, keeps --help fast
+
+    device = pick_device()
+    return f"  (here: {str(weights_dtype(value, device)).removeprefix('torch.')} on {device.type})"
+
+
 def dry_run(configs: list[RunConfig]) -> int:
     """Print what would be trained and the memory it needs; nothing is written."""
     checked = [safety.check_run_config(c) for c in configs]
     for config in checked:
         print(f"# {config.method}")
         for f in setting_fields():
-            print(f"{f.name} = {_shown(getattr(config, f.name))}")
+            print(f"{f.name} = {_shown(getattr(config, f.name))}{_resolved(f.name, getattr(config, f.name))}")
     est = memory.estimate_for(checked[0])
     if est is None:
         print(f"memory: cannot estimate for {checked[0].base!r} offline (not a preset, no config.json here); "
