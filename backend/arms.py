@@ -206,7 +206,7 @@ def _by_variety(lines: list[dict]) -> dict[str, dict[str, dict]]:
 
 def _stage(exp: Any, key: dict, make: Callable[[], tuple[dict, Path, Path]]) -> tuple[dict, list]:
     """A cached arm evaluation: reused while the stage record and its files agree."""
-    record = exp._cached("arm", key)
+    record = exp.cached("arm", key)
     if record:
         eval_path, outputs_path = Path(record.get("eval", "")), Path(record.get("outputs", ""))
         try:

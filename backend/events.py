@@ -60,9 +60,6 @@ class EventLog:
         self.path = path
         self.subscribers: list[Subscriber] = list(subscribers)
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        self.subscribers.append(subscriber)
-
     def emit(self, event: Event, keep: bool = True) -> None:
         """`keep=False` for the many per-step events a subscriber wants but the file need not hold."""
         if keep and self.path is not None:

@@ -39,7 +39,7 @@ DEFAULT_DIALECTS = list(varieties.CITY_CODES)  # every city of the offline corpu
 # they leave the baseline's weights unchanged. Experiments share one baseline across a sweep
 # of these, and Compare and Overlap pair runs by everything else (`RunConfig.pair_key`). The
 # baseline still runs the probe, so `layers` and the probe settings do change what its
-# overlap figures measure; `backend.compare.PairOverlap` charts only what both runs measured.
+# overlap figures measure; `backend.compare.pair_curves` charts only what both runs measured.
 PAIR_FREE_SETTINGS = frozenset({"method", "name", "lam", "lam_warmup", "layers", "probe_every", "probe_rank",
                                 "probe_steps", "probe_batch", "subspace"})
 
@@ -164,7 +164,7 @@ class RunConfig:
                                    help="load the base in 4 or 8 bits (QLoRA, bitsandbytes; GPU only)")
     gradient_checkpointing: bool = setting(False, label="Gradient checkpointing",
                                            help="recompute activations in the backward pass: less memory, "
-                                                "about a third slower")
+                                                "more compute per step")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -345,7 +345,6 @@ def _jsonl_problem(path: Path) -> str | None:
 # Numbers a page computes with; anything else in them makes a record unusable.
 _STATE_NUMBERS = ("step", "steps", "loss", "penalty", "overlap", "eta_s")
 
-STATES = ("queued", "running", "finished", "failed", "cancelled")
 # Which state may follow which; None stands for no state.json yet, `unknown` or `corrupt`.
 # A finished run may train again (an experiment retrains a damaged one); it is never queued.
 _NEXT = {

@@ -120,7 +120,6 @@ class Context:
     def cached(self, kind: str, key: Any) -> dict | None:
         return None if self.fresh else self.cache.get(kind, key)
 
-    _cached = cached  # backend.arms' name for it
 
     def corpus(self, source: str) -> Any:
         if source not in self._corpora:
